@@ -1,0 +1,88 @@
+"""The design matrix: rows x_i (with the intercept column appended) and the few
+products over it that every layer needs. All matrix work over X happens here."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+# Rows per block when a product needs a dense temporary of the block (~32 MB).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+class Design:
+    """Dense or CSR design matrix of shape (n_samples, n_params).
+
+    Parameters
+    ----------
+    A : ndarray or csr_matrix of shape (n_samples, n_params)
+        Clean float64 rows, the intercept column (if any) already appended last.
+    """
+
+    def __init__(self, A):
+        self.A = A
+        self.sparse = sp.issparse(A)
+        self.n, self.p = A.shape
+
+    @classmethod
+    def from_X(cls, X, fit_intercept: bool) -> "Design":
+        """Build from validated float64 ``X``, appending a column of ones if asked."""
+        if not fit_intercept:
+            return cls(X)
+        n, d = X.shape
+        if sp.issparse(X):
+            return cls(sp.hstack([X, np.ones((n, 1))], format="csr"))
+        A = np.empty((n, d + 1))
+        A[:, :d] = X
+        A[:, d] = 1.0
+        return cls(A)
+
+    def block_rows(self) -> int:
+        return max(1, _BLOCK_ELEMENTS // max(self.p, 1))
+
+    def blocks(self):
+        """Yield ``(start, stop, dense_block)`` over consecutive row blocks."""
+        step = self.block_rows()
+        for start in range(0, self.n, step):
+            stop = min(start + step, self.n)
+            blk = self.A[start:stop]
+            yield start, stop, (blk.toarray() if self.sparse else blk)
+
+    def take(self, idx) -> "Design":
+        """The rows ``idx`` (a copy) as a new design."""
+        return Design(self.A[idx])
+
+    def dense_rows(self, idx) -> np.ndarray:
+        """The rows ``idx`` as a dense array of shape (len(idx), n_params)."""
+        rows = self.A[idx]
+        return rows.toarray() if self.sparse else np.asarray(rows)
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """``A @ v`` for v of shape (p,) or (p, k)."""
+        out = self.A @ v
+        return np.asarray(out)
+
+    def rmatvec(self, r: np.ndarray) -> np.ndarray:
+        """``A.T @ r`` for r of shape (n,) or (n, k)."""
+        return np.asarray(self.A.T @ r)
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        """``A.T @ diag(w) @ A`` as a dense (p, p) array, for w >= 0."""
+        if self.sparse:
+            G = self.A.T @ self.A.multiply(w[:, None]).tocsr()
+            return np.asarray(G.toarray())
+        G = np.zeros((self.p, self.p))
+        sw = np.sqrt(w)
+        for start, stop, blk in self.blocks():
+            B = blk * sw[start:stop, None]
+            G += B.T @ B  # numpy dispatches X.T @ X to a symmetric rank-k update
+        return G
+
+    def column_l1(self, s: np.ndarray) -> np.ndarray:
+        """``sum_i s_i |A_ij|`` for each column j."""
+        if self.sparse:
+            return np.asarray(abs(self.A).T @ s).ravel()
+        out = np.zeros(self.p)
+        for start, stop, blk in self.blocks():
+            out += np.abs(blk).T @ s[start:stop]
+        return out

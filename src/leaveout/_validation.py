@@ -1,0 +1,123 @@
+"""Input checks used at the public boundary only; inside, arrays are clean float64."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def check_X(X, name: str = "X"):
+    """Return ``X`` as a 2-D float64 ndarray or CSR matrix with finite entries."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
+        if not np.all(np.isfinite(X.data)):
+            raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries")
+        X.sum_duplicates()
+        return X
+    if type(X).__module__.startswith("pandas"):
+        X = X.to_numpy()
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries")
+    return X
+
+
+def check_binary_y(y, n_samples: int, name: str = "y"):
+    """Map binary labels to float64 0/1 and return ``(y01, classes)``.
+
+    Accepts 0/1 numbers, booleans, or any two distinct values (mapped in sorted order).
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {y.shape[0]} entries but X has {n_samples} rows; they must match"
+        )
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise ValueError(
+            f"{name} has only one class ({classes[0]!r}); logistic regression needs two"
+        )
+    if classes.size > 2:
+        raise ValueError(
+            f"{name} has {classes.size} distinct values; binary logistic regression needs exactly two"
+        )
+    return (y == classes[1]).astype(np.float64), classes
+
+
+def check_sample_weight(sample_weight, n_samples: int):
+    """Return non-negative finite float64 weights of shape (n_samples,)."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    s = np.asarray(sample_weight, dtype=np.float64)
+    if s.ndim == 0:
+        s = np.full(n_samples, float(s))
+    if s.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not np.any(s > 0):
+        raise ValueError("sample_weight is zero for every sample")
+    return s
+
+
+def check_l2(l2) -> float:
+    if not isinstance(l2, numbers.Real) or isinstance(l2, bool) or not np.isfinite(l2):
+        raise ValueError(f"l2 must be a finite real number, got {l2!r}")
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    return float(l2)
+
+
+def check_choice(value, name: str, choices):
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+    return value
+
+
+def check_indices(T, n_samples: int, name: str = "T", allow_all: bool = False) -> np.ndarray:
+    """Return a removal set as a sorted int64 array of distinct, in-range indices."""
+    if isinstance(T, numbers.Integral):
+        T = [T]
+    arr = np.asarray(T)
+    if arr.dtype == bool:
+        if arr.shape != (n_samples,):
+            raise ValueError(f"{name} as a boolean mask must have shape ({n_samples},)")
+        arr = np.flatnonzero(arr)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D list of sample indices")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty; give at least one sample index to remove")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must contain integer sample indices")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= n_samples)]
+    if bad.size:
+        raise ValueError(
+            f"{name} has index {int(bad[0])} out of range; valid indices are 0..{n_samples - 1}"
+        )
+    uniq, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"{name} has duplicate index {int(uniq[counts > 1][0])}; list each sample once")
+    if uniq.size >= n_samples and not allow_all:
+        raise ValueError(f"{name} removes every sample ({n_samples}); keep at least one")
+    return uniq

@@ -1,0 +1,424 @@
+r"""Leave-T-out attribution for a fitted :class:`~leaveout.GLM`: IF, RIF, NS and retrain.
+
+Everything is in the sum form of the objective (see :mod:`leaveout.model`). With
+per-sample gradient and Hessian
+
+.. math::
+
+    g_i = r_i x_i + s_i b, \qquad H_i = w_i x_i x_i^\top + c_i M,
+
+where :math:`r_i = s_i \ell'_i`, :math:`w_i = s_i \ell''_i`, :math:`M = P^\top P` and, under the
+"per_sample" penalty, :math:`b = \lambda P\hat\theta`, :math:`c_i = \lambda s_i` (both zero under
+"fixed"), the estimators of :math:`\Delta\theta_T = \hat\theta_{-T} - \hat\theta` are
+
+* IF:  :math:`\sum_{i\in T} H^{-1} g_i`
+* RIF: :math:`\sum_{i\in T} H_{-i}^{-1} g_i`, :math:`H_{-i} = H - H_i`
+* NS:  :math:`H_{-T}^{-1}\sum_{i\in T} g_i`, :math:`H_{-T} = H - \sum_{i\in T} H_i`
+
+For RIF, Sherman-Morrison on :math:`H'_i = H - c_i M` gives
+:math:`\mathrm{RIF}_i = \alpha_i H'^{-1}_i x_i + s_i t_i` with :math:`t_i = H'^{-1}_i b`,
+:math:`a_i = w_i x_i^\top H'^{-1}_i x_i` and
+:math:`\alpha_i = (r_i + s_i w_i x_i^\top t_i) / (1 - a_i)`; under "fixed" this is
+:math:`\mathrm{IF}_i / (1 - h_i)` with the leverage :math:`h_i = w_i x_i^\top H^{-1} x_i`.
+
+References
+----------
+Rescaled influence functions, section 1.1 (``shared/paper``); Pregibon (1981) for the
+one-step leave-one-out of logistic regression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as la
+
+from . import _validation as v
+from ._newton import cho_solve, cholesky
+from .exceptions import ConvergenceError, LeverageError, SingularHessianError
+from .metrics import Metric
+
+__all__ = ["Attribution"]
+
+METHODS = ("if", "rif", "ns", "retrain")
+KINDS = ("removal", "linear")
+
+
+class _ShiftedSolver:
+    """Solve ``(H - c M) x = y`` for any shift ``c`` from one eigendecomposition.
+
+    ``M`` is the identity, or the identity with the last (intercept) entry zeroed; in the
+    latter case the intercept is eliminated by a Schur complement, so only the penalised
+    block, which stays positive definite for every admissible shift, is diagonalised.
+    """
+
+    def __init__(self, H: np.ndarray, intercept: bool):
+        self.intercept = intercept
+        F = H[:-1, :-1] if intercept else H
+        self.lam, self.Q = la.eigh(F, check_finite=False)
+        if intercept:
+            self.h = H[:-1, -1]
+            self.eta = H[-1, -1]
+            self.Qh = self.Q.T @ self.h
+
+    def solve(self, c: float, y: np.ndarray) -> np.ndarray:
+        den = self.lam - c
+        if den.min() <= 0:
+            raise SingularHessianError("the leave-T-out Hessian is singular; add an L2 penalty")
+        y2d = y.reshape(y.shape[0], -1)
+        if not self.intercept:
+            x = self.Q @ ((self.Q.T @ y2d) / den[:, None])
+            return x.reshape(y.shape)
+        y1, y2 = y2d[:-1], y2d[-1]
+        Ky1 = (self.Q.T @ y1) / den[:, None]          # in eigenbasis
+        Kh = self.Qh / den
+        schur = self.eta - self.Qh @ Kh
+        if schur <= 0:
+            raise SingularHessianError("the leave-T-out Hessian is singular in the intercept direction")
+        x2 = (y2 - self.Qh @ Ky1) / schur
+        x1 = self.Q @ (Ky1 - Kh[:, None] * x2[None, :])
+        return np.vstack([x1, x2[None, :]]).reshape(y.shape)
+
+
+class Attribution:
+    """Predict and measure the effect of removing training samples from a fitted GLM.
+
+    The Hessian of the training objective at the fit is factored once (Cholesky) on
+    construction; leverages, per-sample influences and metric scores are derived from it.
+
+    Parameters
+    ----------
+    model : GLM
+        A fitted model (it keeps a reference to its training rows).
+
+    Attributes
+    ----------
+    model : GLM
+    theta : ndarray of shape (n_params,)
+        Fitted parameters, intercept last.
+    hessian : ndarray of shape (n_params, n_params)
+        Hessian of the sum-form objective at ``theta``.
+    """
+
+    def __init__(self, model):
+        model._check_fitted()
+        if not model.converged_:
+            import warnings
+            from .exceptions import ConvergenceWarning
+            warnings.warn("the model did not converge; attributions are taken around an inexact optimum",
+                          ConvergenceWarning, stacklevel=2)
+        self.model = model
+        d = model._design
+        self._design = d
+        self.theta = model.theta_
+        z = d.matvec(self.theta)
+        loss, y, s = model._loss, model._y, model._s
+        self._s = s
+        self._r = s * loss.derivative(y, z)          # g_i = r_i x_i + s_i b
+        self._w = s * loss.curvature(y, z)           # H_i = w_i x_i x_i^T + c_i M
+        per_sample = model.penalty == "per_sample"
+        self._per_sample = per_sample and model.l2 > 0
+        self._b = model.l2 * model._pen * self.theta if self._per_sample else np.zeros(d.p)
+        self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
+        H = d.gram(self._w)
+        H[np.diag_indices_from(H)] += model._lam * model._pen
+        self.hessian = H
+        self._L = cholesky(H)
+        self._shifted = {}     # c -> (Cholesky factor of H - c M, t = (H - cM)^-1 b)
+        self._eig = None
+
+    # ------------------------------------------------------------ basic pieces
+    @property
+    def n_samples(self) -> int:
+        return self._design.n
+
+    def _solve(self, B):
+        return cho_solve(self._L, B)
+
+    def _shift(self, c: float):
+        """Cholesky factor of ``H - c M`` and ``(H - c M)^-1 b``."""
+        if c == 0.0:
+            return self._L, np.zeros(self._design.p)
+        if c not in self._shifted:
+            Hc = self.hessian.copy()
+            Hc[np.diag_indices_from(Hc)] -= c * self.model._pen
+            Lc = cholesky(Hc, "Hessian without one sample's penalty share")
+            self._shifted[c] = (Lc, cho_solve(Lc, self._b))
+        return self._shifted[c]
+
+    def _quad_diag(self, L, rows: np.ndarray) -> np.ndarray:
+        """``x_i^T (L L^T)^-1 x_i`` for dense rows of shape (k, p)."""
+        Z = la.solve_triangular(L, rows.T, lower=True, check_finite=False)
+        return np.einsum("ij,ij->j", Z, Z)
+
+    def _quad_all(self, L, idx=None) -> np.ndarray:
+        """``x_i^T (L L^T)^-1 x_i`` for all rows (or rows ``idx``), block by block."""
+        if idx is not None:
+            return self._quad_diag(L, self._design.dense_rows(idx))
+        out = np.empty(self._design.n)
+        for start, stop, blk in self._design.blocks():
+            out[start:stop] = self._quad_diag(L, blk)
+        return out
+
+    @property
+    def leverage(self) -> np.ndarray:
+        """Leverages ``h_i = w_i x_i^T H^{-1} x_i`` of shape (n_samples,), in [0, 1)."""
+        if not hasattr(self, "_leverage"):
+            self._leverage = self._w * self._quad_all(self._L)
+        return self._leverage
+
+    def _groups(self, idx):
+        """Split sample indices by their penalty share ``c_i`` (one group under "fixed")."""
+        c = self._c[idx]
+        for cv in np.unique(c):
+            yield float(cv), idx[c == cv]
+
+    def _rif_leverage_of(self, idx) -> np.ndarray:
+        """``a_i = w_i x_i^T (H - c_i M)^{-1} x_i`` for sample indices ``idx``."""
+        if idx.size == self.n_samples:
+            return self.rif_leverage
+        a = np.empty(idx.size)
+        for cv, sub in self._groups(idx):
+            pos = np.searchsorted(idx, sub)
+            a[pos] = self._w[sub] * self._quad_all(self._shift(cv)[0], sub)
+        return a
+
+    @property
+    def rif_leverage(self) -> np.ndarray:
+        """Leverages that enter RIF, ``a_i = w_i x_i^T (H - c_i M)^{-1} x_i``, shape (n_samples,).
+
+        Equal to :attr:`leverage` under the "fixed" penalty; under "per_sample" the removed
+        sample's penalty share is taken out of the Hessian first.
+        """
+        if not self._per_sample:
+            return self.leverage
+        if not hasattr(self, "_rif_lev"):
+            out = np.empty(self.n_samples)
+            for cv, sub in self._groups(np.arange(self.n_samples)):
+                Lc = self._shift(cv)[0]
+                out[sub] = self._w[sub] * self._quad_all(Lc, None if sub.size == self.n_samples else sub)
+            self._rif_lev = out
+        return self._rif_lev
+
+    def _rif_coef(self, idx) -> np.ndarray:
+        """Per-sample ``alpha_i`` (module docstring) for sorted indices ``idx``; checks h < 1."""
+        idx = np.asarray(idx)
+        a = self._rif_leverage_of(idx)
+        bad = np.flatnonzero(a >= 1.0 - 1e-12)
+        if bad.size:
+            raise LeverageError(
+                f"sample {int(idx[bad[0]])} has leverage h >= 1 (h = {a[bad[0]]:.15g}): removing it "
+                "alone leaves a singular Hessian, so its RIF is infinite; add an L2 penalty")
+        num = self._r[idx].copy()
+        if self._per_sample:
+            for cv, sub in self._groups(idx):
+                pos = np.searchsorted(idx, sub)
+                num[pos] += self._s[sub] * self._w[sub] * self._rows_dot(sub, self._shift(cv)[1])
+        return num / (1.0 - a)
+
+    # -------------------------------------------------- per-sample estimators
+    def influence(self) -> np.ndarray:
+        """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        out = np.empty((self.n_samples, self._design.p))
+        Hb = self._solve(self._b)
+        for start, stop, blk in self._design.blocks():
+            U = self._solve(blk.T).T
+            out[start:stop] = self._r[start:stop, None] * U + self._s[start:stop, None] * Hb
+        return out
+
+    def rescaled_influence(self) -> np.ndarray:
+        """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        idx = np.arange(self.n_samples)
+        alpha = self._rif_coef(idx)
+        out = np.empty((self.n_samples, self._design.p))
+        for cv, sub in self._groups(idx):
+            Lc, t = self._shift(cv)
+            for lo in range(0, sub.size, self._design.block_rows()):
+                part = sub[lo:lo + self._design.block_rows()]
+                U = cho_solve(Lc, self._design.dense_rows(part).T).T
+                out[part] = alpha[part, None] * U + self._s[part, None] * t
+        return out
+
+    def scores(self, metric: Metric, method: str = "rif") -> np.ndarray:
+        """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,).
+
+        ``<grad f(theta), Delta theta_i>`` with ``Delta theta_i`` from IF or RIF; for a metric
+        whose gradient vanishes at the fit (:class:`~leaveout.metrics.SelfLoss`) the
+        quadratic term ``Delta theta_i^T H Delta theta_i / 2``. Costs one solve and one pass
+        over X after the factorisation (plus the leverages for RIF).
+        """
+        v.check_choice(method, "method", ("if", "rif"))
+        if metric.quadratic:
+            return self._quadratic_scores(method)
+        phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
+        if method == "if":
+            q = self._solve(phi)
+            return self._r * self._design.matvec(q) + self._s * float(self._b @ q)
+        idx = np.arange(self.n_samples)
+        alpha = self._rif_coef(idx)
+        out = np.empty(self.n_samples)
+        for cv, sub in self._groups(idx):
+            Lc, t = self._shift(cv)
+            xq = self._rows_dot(sub, cho_solve(Lc, phi))
+            out[sub] = alpha[sub] * xq + self._s[sub] * float(phi @ t)
+        return out
+
+    def _rows_dot(self, idx, q):
+        """``x_i^T q`` for i in ``idx`` (one pass over X when idx is every row)."""
+        if idx.size == self.n_samples:
+            return self._design.matvec(q)
+        return self._design.dense_rows(idx) @ q
+
+    def _quadratic_scores(self, method):
+        rows = self.influence() if method == "if" else self.rescaled_influence()
+        return 0.5 * np.einsum("ij,ij->i", rows @ self.hessian, rows)
+
+    # ------------------------------------------------------ group estimators
+    def _check_T(self, T):
+        return v.check_indices(T, self.n_samples, "T")
+
+    def _group_gradient(self, T):
+        """``sum_{i in T} g_i``."""
+        return self._design.dense_rows(T).T @ self._r[T] + self._s[T].sum() * self._b
+
+    def delta(self, T, method: str = "rif") -> np.ndarray:
+        """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
+
+        Parameters
+        ----------
+        T : array-like of int or boolean mask
+            Training rows to remove.
+        method : {"if", "rif", "ns", "retrain"}
+        """
+        v.check_choice(method, "method", METHODS)
+        T = self._check_T(T)
+        if method == "if":
+            return self._solve(self._group_gradient(T))
+        if method == "rif":
+            alpha = self._rif_coef(T)
+            out = np.zeros(self._design.p)
+            for cv, sub in self._groups(T):
+                Lc, t = self._shift(cv)
+                pos = np.searchsorted(T, sub)
+                out += cho_solve(Lc, self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
+            return out
+        if method == "ns":
+            return self._newton_step(T)
+        refit = self.retrain(T)
+        if not refit.converged_:
+            raise ConvergenceError(
+                f"the retrain without {T.size} samples did not converge (relative gradient "
+                f"{refit.grad_norm_:.2e}); it is not a ground truth")
+        return refit.theta_ - self.theta
+
+    def _newton_step(self, T):
+        """``H_{-T}^{-1} sum_{i in T} g_i`` by Woodbury on the |T| x |T| block."""
+        G = self._group_gradient(T)
+        X_T = self._design.dense_rows(T)
+        U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k); H_{-T} = B - U U^T
+        C = float(self._c[T].sum())
+        k, p = T.size, self._design.p
+        if k >= p:
+            Hm = self.hessian - U @ U.T
+            Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
+            return cho_solve(cholesky(Hm, "leave-T-out Hessian"), G)
+        if C == 0.0:
+            solve = self._solve
+        else:
+            if self._eig is None:
+                self._eig = _ShiftedSolver(self.hessian, self.model.fit_intercept)
+            solve = lambda Y: self._eig.solve(C, Y)  # noqa: E731
+        V = solve(np.column_stack([U, G]))
+        VU, x = V[:, :k], V[:, k]
+        K = np.eye(k) - U.T @ VU
+        try:
+            Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
+        except la.LinAlgError:
+            raise SingularHessianError(
+                "removing T leaves a singular Hessian (the remaining samples do not determine "
+                "the parameters); add an L2 penalty") from None
+        return x + VU @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
+
+    def retrain(self, T, tol=None, max_iter=None):
+        """Exact refit without rows ``T``, warm-started from the RIF estimate.
+
+        Returns a fitted :class:`~leaveout.GLM` (same settings) on the kept rows. Check its
+        ``converged_``: an unconverged refit emits a ConvergenceWarning, and
+        :meth:`delta` / :meth:`effect` refuse to use it.
+        """
+        from .model import GLM
+        T = self._check_T(T)
+        m = self.model
+        keep = np.ones(self.n_samples, dtype=bool)
+        keep[T] = False
+        try:
+            init = self.theta + self.delta(T, "rif")
+        except (LeverageError, SingularHessianError):
+            init = self.theta
+        refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
+                    tol=m.tol if tol is None else tol, max_iter=m.max_iter if max_iter is None else max_iter)
+        refit.classes_ = m.classes_
+        refit.n_features_in_ = m.n_features_in_
+        kept = np.flatnonzero(keep)
+        y_kept = m._y[kept]
+        if np.unique(y_kept[m._s[kept] > 0]).size < 2:
+            raise ValueError("T removes every sample of one class; the refit is undefined")
+        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init)
+        return refit
+
+    def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
+        """Effect on ``metric`` of removing ``T``, as predicted by ``method`` (or measured).
+
+        ``kind="removal"``: ``f(theta + Delta theta) - f(theta)``; ``kind="linear"``:
+        ``<grad f(theta), Delta theta>`` (``Delta theta^T H Delta theta / 2`` for SelfLoss).
+        Positive means f goes up when T is removed.
+        """
+        v.check_choice(kind, "kind", KINDS)
+        dtheta = self.delta(T, method)
+        return self.effect_of(dtheta, metric, kind)
+
+    def effect_of(self, dtheta, metric: Metric, kind: str = "removal") -> float:
+        """Effect on ``metric`` of moving the parameters by ``dtheta``."""
+        v.check_choice(kind, "kind", KINDS)
+        if kind == "removal":
+            return float(metric.difference(self.model, self.theta, self.theta + dtheta))
+        if metric.quadratic:
+            return float(0.5 * dtheta @ (self.hessian @ dtheta))
+        return float(metric.gradient(self.model, self.theta) @ dtheta)
+
+    def compare(self, T, metrics, methods=("if", "rif", "ns")) -> dict:
+        """Every estimate next to the exact retrain for one removal set.
+
+        Parameters
+        ----------
+        T : array-like of int
+            Rows to remove.
+        metrics : dict of str to Metric
+            Named metrics.
+        methods : sequence of str
+            Estimators to compare (subset of "if", "rif", "ns").
+
+        Returns
+        -------
+        dict
+            ``{"n_removed", "retrain": {"converged", "grad_norm", "n_iter"},
+            "removal": {name: {"actual", method...}}, "linear": {name: {method...}}}``.
+            Raises ConvergenceError if the retrain did not converge.
+        """
+        T = self._check_T(T)
+        for m in methods:
+            v.check_choice(m, "methods", ("if", "rif", "ns"))
+        refit = self.retrain(T)
+        if not refit.converged_:
+            raise ConvergenceError(
+                f"the retrain without {T.size} samples did not converge (relative gradient "
+                f"{refit.grad_norm_:.2e}); it is not a ground truth")
+        deltas = {m: self.delta(T, m) for m in methods}
+        actual = refit.theta_ - self.theta
+        out = {"n_removed": int(T.size),
+               "retrain": {"converged": True, "grad_norm": refit.grad_norm_, "n_iter": refit.n_iter_},
+               "removal": {}, "linear": {}}
+        for name, metric in metrics.items():
+            out["removal"][name] = {"actual": self.effect_of(actual, metric, "removal")}
+            out["removal"][name].update({m: self.effect_of(d, metric, "removal") for m, d in deltas.items()})
+            out["linear"][name] = {m: self.effect_of(d, metric, "linear") for m, d in deltas.items()}
+        return out

@@ -1,0 +1,186 @@
+"""Command line: ``leaveout scores``, ``leaveout effect`` and friends.
+
+The CLI only parses arguments, loads data, calls the library and writes the answer; a user
+error ends in one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def parse_index_list(text: str, arg: str) -> np.ndarray:
+    """Parse ``"1,2,3"`` or ``"@file"`` (one index per line) into an int array."""
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                items = [line.strip() for line in fh if line.strip()]
+        except OSError as exc:
+            raise UserError(f"{arg}: cannot read {path!r}: {exc.strerror}") from None
+    else:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{arg}: no indices given")
+    try:
+        return np.array([int(t) for t in items], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in items if not t.lstrip("-").isdigit())
+        raise UserError(f"{arg}: {bad!r} is not an integer row index") from None
+
+
+def _add_model_args(p):
+    p.add_argument("data", metavar="DATA", help=".npz file with X_train, y_train, X_test, y_test")
+    p.add_argument("--test-index", metavar="LIST",
+                   help="test rows for the metrics: comma-separated 0-based indices or @file "
+                        "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
+    p.add_argument("--l2", type=float, default=1.0, metavar="L", help="L2 penalty strength (default 1.0)")
+    p.add_argument("--penalty", choices=["fixed", "per_sample"], default="fixed",
+                   help="fixed: sum of losses + (L/2)|theta|^2; per_sample: mean loss + (L/2)|theta|^2")
+    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = _Parser(prog="leaveout", description="Predict and measure the effect of removing training samples.")
+    parser.add_argument("--version", action="version", version=f"leaveout {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("scores", help="per-sample leverage and IF/RIF scores for one metric")
+    _add_model_args(p)
+    p.add_argument("--metric", required=True, choices=["test-pred", "test-loss"])
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV (index,leverage,if,rif)")
+
+    p = sub.add_parser("effect", help="IF/RIF/NS predictions and the exact retrain for one removal set")
+    _add_model_args(p)
+    p.add_argument("--remove", required=True, metavar="LIST", help="rows to remove: indices or @file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _fit(args):
+    from . import GLM, Attribution
+    from .datasets import load_npz
+    from .metrics import select_test_subset
+    data = load_npz(args.data)
+    if not np.isfinite(args.l2) or args.l2 < 0:
+        raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
+    model = GLM(l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
+    model.fit(data.X_train, data.y_train)
+    if args.test_index is not None:
+        idx = parse_index_list(args.test_index, "--test-index")
+        n_test = data.X_test.shape[0]
+        if idx.min() < 0 or idx.max() >= n_test:
+            raise UserError(f"--test-index: indices must lie in 0..{n_test - 1}")
+    else:
+        idx = select_test_subset(model, data.X_test, data.y_test)
+    return data, model, Attribution(model), idx
+
+
+def _metrics(data, idx):
+    from .metrics import SelfLoss, TestLoss, TestPrediction
+    Xt, yt = data.X_test[idx], data.y_test[idx]
+    return {"test-pred": TestPrediction(Xt), "test-loss": TestLoss(Xt, yt), "self-loss": SelfLoss()}
+
+
+def _write_atomic(path, write):
+    """Write through a temporary file in the same folder, then rename: never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"--out: {path!r} is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise UserError(f"--out: folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".leaveout-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_scores(args):
+    data, model, att, idx = _fit(args)
+    metric = _metrics(data, idx)[args.metric]
+    lev = att.leverage
+    s_if = att.scores(metric, "if")
+    s_rif = att.scores(metric, "rif")
+
+    def write(fh):
+        fh.write("index,leverage,if,rif\n")
+        for i, (h, a, b) in enumerate(zip(lev.tolist(), s_if.tolist(), s_rif.tolist())):
+            fh.write(f"{i},{h!r},{a!r},{b!r}\n")
+
+    _write_atomic(args.out, write)
+    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} over {idx.size} test rows; "
+          f"mean leverage {lev.mean():.3f})")
+
+
+def cmd_effect(args):
+    from ._validation import check_indices
+    data, model, att, idx = _fit(args)
+    T = check_indices(parse_index_list(args.remove, "--remove"), data.n, "--remove")
+    result = att.compare(T, _metrics(data, idx))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    r = result["retrain"]
+    print(f"removed {result['n_removed']} of {data.n} training rows; retrain converged in "
+          f"{r['n_iter']} iterations (relative gradient {r['grad_norm']:.1e})")
+    head = f"{'metric':<10} {'effect':<8} {'actual':>13} {'IF':>13} {'RIF':>13} {'NS':>13}"
+    print(head)
+    print("-" * len(head))
+    for kind in ("removal", "linear"):
+        for name, row in result[kind].items():
+            actual = f"{row['actual']:13.6g}" if "actual" in row else f"{'':13}"
+            print(f"{name:<10} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
+
+
+COMMANDS = {"scores": cmd_scores, "effect": cmd_effect}
+
+
+def main(argv=None) -> int:
+    from .exceptions import ConvergenceError, ConvergenceWarning
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def one_line_warning(message, category, *rest, **kw):
+        print(f"leaveout: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line_warning
+    warnings.simplefilter("always", ConvergenceWarning)
+    try:
+        COMMANDS[args.command](args)
+    except (UserError, ValueError, ConvergenceError, OSError, MemoryError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"leaveout: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("leaveout: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
