@@ -14,7 +14,8 @@ def design(X, fit_intercept):
 
 
 def pieces(A, y, s, theta, l2, penalty, fit_intercept):
-    """Per-sample gradients g_i (n, p), Hessians H_i (n, p, p) and the full H, in sum form."""
+    """Per-sample gradients g_i (n, p), Hessians H_i (n, p, p), the full H (sum form) and the
+    curvature weights w_i = s_i mu_i (1 - mu_i)."""
     n, p = A.shape
     P = np.eye(p)
     if fit_intercept:
@@ -32,7 +33,7 @@ def pieces(A, y, s, theta, l2, penalty, fit_intercept):
     H = Hs.sum(axis=0)
     if penalty == "fixed":
         H = H + l2 * P
-    return g, Hs, H
+    return g, Hs, H, s * mu * (1 - mu)
 
 
 def objective(A, y, s, l2, penalty, fit_intercept):

@@ -70,6 +70,7 @@ class TestPrediction(_TestRows):
     """
 
     name = "test-pred"
+    __test__ = False  # not a pytest test class
 
     def __init__(self, X):
         super().__init__(X, None)
@@ -101,6 +102,7 @@ class TestLoss(_TestRows):
     """
 
     name = "test-loss"
+    __test__ = False
 
     def __init__(self, X, y):
         super().__init__(X, y)

@@ -1,0 +1,209 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import leaveout as lo
+from conftest import dense, make_data
+from leaveout.metrics import Coefficient, SelfLoss, TestLoss, TestPrediction
+from reference import design, pieces, tight_fit
+
+RTOL = 1e-9   # fast path vs brute force
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+def setup(penalty="fixed", icpt=True, sparse=False, weights="uniform", seed=0, n=70, d=6):
+    X, y = make_data(n=n, d=d, seed=seed, sparse=sparse)
+    rng = np.random.default_rng(seed + 100)
+    s = {"uniform": np.ones(n), "random": rng.uniform(0.5, 2.0, n).round(1),
+         "integer": rng.integers(1, 3, n).astype(float)}[weights]
+    l2 = 0.5 if penalty == "fixed" else 0.02
+    m = lo.GLM(l2=l2, penalty=penalty, fit_intercept=icpt, tol=1e-12).fit(X, y, sample_weight=s)
+    A = design(X, icpt)
+    g, Hs, H, w = pieces(A, y.astype(float), s, m.theta_, l2, penalty, icpt)
+    return X, y, s, m, lo.Attribution(m), (A, g, Hs, H, w)
+
+
+CASES = [(pen, icpt, sparse, w) for pen in ("fixed", "per_sample") for icpt in (True, False)
+         for sparse in (False, True) for w in ("uniform", "random")]
+
+
+@pytest.mark.parametrize("penalty,icpt,sparse,weights", CASES)
+def test_estimators_match_brute_force(penalty, icpt, sparse, weights):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, sparse, weights)
+    np.testing.assert_allclose(att.hessian, H, rtol=1e-12, atol=1e-10)
+    n = A.shape[0]
+    IF = np.linalg.solve(H, g.T).T
+    RIF = np.array([np.linalg.solve(H - Hs[i], g[i]) for i in range(n)])
+    assert rel_err(att.influence(), IF) < RTOL
+    assert rel_err(att.rescaled_influence(), RIF) < RTOL
+    # leverage h_i = w_i x_i^T H^-1 x_i with w_i the curvature weight of the loss
+    lev = np.array([x @ np.linalg.solve(H, x) for x in A]) * w
+    assert rel_err(att.leverage, lev) < RTOL
+    assert np.all((att.leverage >= 0) & (att.leverage < 1))
+    rng = np.random.default_rng(1)
+    for k in (1, 3, 9):
+        T = np.sort(rng.choice(n, k, replace=False))
+        NS = np.linalg.solve(H - Hs[T].sum(axis=0), g[T].sum(axis=0))
+        assert rel_err(att.delta(T, "ns"), NS) < RTOL
+        assert rel_err(att.delta(T, "if"), IF[T].sum(axis=0)) < RTOL
+        assert rel_err(att.delta(T, "rif"), RIF[T].sum(axis=0)) < RTOL
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_newton_step_direct_branch_for_large_sets(penalty):
+    # |T| >= p uses the direct (p x p) factorisation instead of Woodbury: same answer
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, False, "random", d=4)
+    T = np.arange(0, 30)
+    NS = np.linalg.solve(H - Hs[T].sum(axis=0), g[T].sum(axis=0))
+    assert rel_err(att.delta(T, "ns"), NS) < RTOL
+
+
+@pytest.mark.parametrize("penalty,icpt", [(p, i) for p in ("fixed", "per_sample") for i in (True, False)])
+def test_retrain_matches_independent_tight_solve(penalty, icpt):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, False, "random", seed=3)
+    T = np.array([2, 11, 12, 40, 41])
+    refit = att.retrain(T)
+    assert refit.converged_ and refit.grad_norm_ <= 1e-12
+    keep = np.setdiff1d(np.arange(A.shape[0]), T)
+    ref = tight_fit(A[keep], y[keep].astype(float), s[keep], m.l2, penalty, icpt)
+    np.testing.assert_allclose(refit.theta_, ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(att.delta(T, "retrain"), ref - m.theta_, rtol=1e-7, atol=1e-10)
+
+
+def test_additivity_of_if_and_rif():
+    X, y, s, m, att, _ = setup("per_sample", True, False, "random", seed=4)
+    IF, RIF = att.influence(), att.rescaled_influence()
+    T1, T2 = np.array([0, 5, 9]), np.array([20, 33])
+    T = np.concatenate([T1, T2])
+    for method, rows in (("if", IF), ("rif", RIF)):
+        np.testing.assert_allclose(att.delta(T, method), att.delta(T1, method) + att.delta(T2, method),
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(att.delta(T, method), rows[T].sum(axis=0), rtol=1e-10, atol=1e-14)
+    # NS is not additive
+    assert rel_err(att.delta(T, "ns"), att.delta(T1, "ns") + att.delta(T2, "ns")) > 1e-6
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_rif_equals_ns_for_one_sample(penalty):
+    X, y, s, m, att, _ = setup(penalty, True, False, "random", seed=5)
+    RIF = att.rescaled_influence()
+    for i in (0, 17, 50):
+        assert rel_err(att.delta([i], "ns"), RIF[i]) < 1e-10
+        assert rel_err(att.delta([i], "rif"), RIF[i]) < 1e-12
+
+
+def test_rif_is_if_rescaled_by_leverage_under_fixed_penalty():
+    X, y, s, m, att, _ = setup("fixed", True, False, "uniform", seed=6)
+    np.testing.assert_allclose(att.rescaled_influence(),
+                               att.influence() / (1 - att.leverage)[:, None], rtol=1e-10)
+    np.testing.assert_array_equal(att.rif_leverage, att.leverage)
+
+
+def test_sign_convention_effect_is_refit_minus_original():
+    X, y, s, m, att, _ = setup("fixed", True, False, "uniform", seed=7, n=60)
+    # the most influential sample on coefficient 0: removing it moves coef 0 a lot
+    i = int(np.argmax(np.abs(att.influence()[:, 0])))
+    refit = att.retrain([i])
+    actual = refit.coef_[0] - m.coef_[0]
+    assert att.effect([i], Coefficient(0), "retrain") == pytest.approx(actual, rel=1e-12)
+    for method in ("if", "rif", "ns"):
+        est = att.effect([i], Coefficient(0), method)
+        assert np.sign(est) == np.sign(actual)
+    # RIF and NS are closer to the truth than IF for this high-influence sample
+    assert abs(att.effect([i], Coefficient(0), "rif") - actual) < abs(att.effect([i], Coefficient(0), "if") - actual)
+    # removing a sample raises the training objective (theta_hat minimises it)
+    assert att.effect([i], SelfLoss(), "retrain") > 0
+
+
+@pytest.mark.parametrize("penalty,sparse", [("fixed", False), ("per_sample", True)])
+def test_scores_match_explicit_rows(penalty, sparse):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, sparse, "random", seed=8)
+    Xt, yt = make_data(n=15, d=X.shape[1], seed=99)
+    IF, RIF = att.influence(), att.rescaled_influence()
+    for metric in (TestLoss(Xt, yt), TestPrediction(Xt), Coefficient(2)):
+        phi = metric.gradient(m, m.theta_)
+        assert rel_err(att.scores(metric, "if"), IF @ phi) < RTOL
+        assert rel_err(att.scores(metric, "rif"), RIF @ phi) < RTOL
+    quad = lambda D: 0.5 * np.einsum("ij,jk,ik->i", D, H, D)  # noqa: E731
+    assert rel_err(att.scores(SelfLoss(), "if"), quad(IF)) < RTOL
+    assert rel_err(att.scores(SelfLoss(), "rif"), quad(RIF)) < RTOL
+
+
+def test_effect_kinds():
+    X, y, s, m, att, (A, g, Hs, H, w) = setup("per_sample", True, False, "uniform", seed=9)
+    Xt, yt = make_data(n=15, d=X.shape[1], seed=98)
+    f = TestLoss(Xt, yt)
+    T = [1, 2, 3]
+    d = att.delta(T, "rif")
+    assert att.effect(T, f, "rif", "removal") == pytest.approx(f.value(m, m.theta_ + d) - f.value(m, m.theta_), rel=1e-9)
+    assert att.effect(T, f, "rif", "linear") == pytest.approx(f.gradient(m, m.theta_) @ d, rel=1e-12)
+    assert att.effect(T, SelfLoss(), "rif", "linear") == pytest.approx(0.5 * d @ H @ d, rel=1e-9)
+    out = att.compare(T, {"loss": f, "self": SelfLoss()})
+    assert out["retrain"]["converged"] and out["n_removed"] == 3
+    assert out["removal"]["loss"]["actual"] == pytest.approx(att.effect(T, f, "retrain"), rel=1e-9)
+    assert out["linear"]["self"]["ns"] == pytest.approx(att.effect(T, SelfLoss(), "ns", "linear"), rel=1e-12)
+
+
+def test_rif_is_closer_to_retrain_than_if_in_high_dimension():
+    # d comparable to n: the regime where IF underestimates (paper, Figure 1)
+    X, y = make_data(n=120, d=60, seed=10)
+    m = lo.GLM(l2=1e-3, penalty="per_sample").fit(X, y)
+    att = lo.Attribution(m)
+    f = SelfLoss()
+    rng = np.random.default_rng(0)
+    err = {"if": [], "rif": []}
+    for _ in range(5):
+        T = rng.choice(120, 6, replace=False)
+        actual = att.effect(T, f, "retrain")
+        for k in err:
+            err[k].append(abs(att.effect(T, f, k) - actual) / abs(actual))
+    assert np.median(err["rif"]) < 0.5 * np.median(err["if"])
+
+
+class TestBadInput:
+    def setup_method(self):
+        self.X, self.y, self.s, self.m, self.att, _ = setup(n=30, d=3)
+
+    @pytest.mark.parametrize("T,msg", [([], "empty"), ([1, 1], "duplicate index 1"), ([30], "out of range"),
+                                       ([-1], "out of range"), (list(range(30)), "removes every sample"),
+                                       ([0.5], "integer")])
+    def test_removal_sets(self, T, msg):
+        for method in ("if", "rif", "ns", "retrain"):
+            with pytest.raises(ValueError, match=msg):
+                self.att.delta(T, method)
+
+    def test_unknown_method(self):
+        with pytest.raises(ValueError, match="method='exact'"):
+            self.att.delta([1], "exact")
+        with pytest.raises(ValueError, match="kind='quadratic'"):
+            self.att.effect([1], SelfLoss(), "if", kind="quadratic")
+
+    def test_removing_a_whole_class(self):
+        T = np.flatnonzero(self.y == 1)
+        with pytest.raises(ValueError, match="one class"):
+            self.att.retrain(T)
+
+    def test_leverage_one_is_reported_with_its_index(self):
+        # force the curvature weight of sample 4 so that h_4 = 1 exactly: H_{-4} is singular
+        att = self.att
+        x = att._design.dense_rows([4])[0]
+        H_wo = att.hessian - att._w[4] * np.outer(x, x)
+        att.hessian = H_wo + 1e6 * np.outer(x, x)
+        from leaveout._newton import cholesky
+        att._L = cholesky(att.hessian)
+        att._w = att._w.copy()
+        att._w[4] = 1e6 + 1.0 / (x @ np.linalg.solve(att.hessian, x)) - 1e6  # h_4 = 1
+        att.__dict__.pop("_leverage", None)
+        with pytest.raises(lo.LeverageError, match="sample 4 has leverage h >= 1"):
+            att.rescaled_influence()
+        with pytest.raises(lo.LeverageError, match="sample 4"):
+            att.delta([3, 4], "rif")
+        att.delta([3, 5], "rif")  # other samples are fine
+
+    def test_unfitted_model(self):
+        with pytest.raises(ValueError, match="not fitted"):
+            lo.Attribution(lo.GLM())
