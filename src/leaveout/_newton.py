@@ -99,13 +99,17 @@ def _pcg(hv, b, L, rtol, maxiter):
 
 
 def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int,
-                 check_separable: bool = False, max_cg: int = 12) -> NewtonResult:
-    """Minimise ``obj`` from ``theta0`` until ``max|grad| / scale <= tol``."""
+                 check_separable: bool = False, max_cg: int = 12, precond=None) -> NewtonResult:
+    """Minimise ``obj`` from ``theta0`` until ``max|grad| / scale <= tol``.
+
+    ``precond``: optional lower Cholesky factor of a Hessian close to the one at the
+    optimum (for a retrain: the full-data Hessian), used until it goes stale.
+    """
     theta = np.array(theta0, dtype=np.float64)
     z = obj.design.matvec(theta)
     f = obj.value_at(theta, z)
     g = obj.gradient_at(theta, z)
-    L = None
+    L = precond
     n_hess = n_hv = 0
     converged = False
     it = 0

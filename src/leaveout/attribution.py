@@ -339,7 +339,10 @@ class Attribution:
         return x + VU @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
 
     def retrain(self, T, tol=None, max_iter=None):
-        """Exact refit without rows ``T``, warm-started from the RIF estimate.
+        """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
+
+        The full-data Cholesky factor preconditions the first Newton systems, so a retrain
+        usually costs a few passes over X and no new factorisation.
 
         Returns a fitted :class:`~leaveout.GLM` (same settings) on the kept rows. Check its
         ``converged_``: an unconverged refit emits a ConvergenceWarning, and
@@ -351,8 +354,8 @@ class Attribution:
         keep = np.ones(self.n_samples, dtype=bool)
         keep[T] = False
         try:
-            init = self.theta + self.delta(T, "rif")
-        except (LeverageError, SingularHessianError):
+            init = self.theta + self._newton_step(T)
+        except SingularHessianError:
             init = self.theta
         refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
                     tol=m.tol if tol is None else tol, max_iter=m.max_iter if max_iter is None else max_iter)
@@ -362,7 +365,7 @@ class Attribution:
         y_kept = m._y[kept]
         if np.unique(y_kept[m._s[kept] > 0]).size < 2:
             raise ValueError("T removes every sample of one class; the refit is undefined")
-        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init)
+        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init, precond=self._L)
         return refit
 
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:

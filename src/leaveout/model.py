@@ -113,7 +113,7 @@ class GLM:
         design = Design.from_X(X, self.fit_intercept)
         return self._fit_design(design, y01, s, init)
 
-    def _fit_design(self, design: Design, y01, s, init=None) -> "GLM":
+    def _fit_design(self, design: Design, y01, s, init=None, precond=None) -> "GLM":
         """Fit on a prepared design; used by ``fit`` and by exact retraining."""
         self._check_params()
         self._design, self._y, self._s = design, y01, s
@@ -139,7 +139,8 @@ class GLM:
             raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
         self._scale = scale
         obj = self._objective()
-        res = newton_solve(obj, theta0, scale, self.tol, self.max_iter, check_separable=(lam == 0))
+        res = newton_solve(obj, theta0, scale, self.tol, self.max_iter, check_separable=(lam == 0),
+                           precond=precond)
         self._set_theta(res.theta)
         self.converged_ = bool(res.converged)
         self.n_iter_ = int(res.n_iter)
