@@ -36,3 +36,38 @@ def test_shared_bundle_fits_and_attributes(shared_dataset, name):
     att = lo.Attribution(m)
     T = np.arange(5)
     assert att.effect(T, lo.metrics.SelfLoss(), "retrain") > 0
+
+
+def test_bundled_dataset_is_high_leverage_and_rif_differs_from_if():
+    from leaveout.datasets import default_l2, load_bundled
+    ds = load_bundled("digits_rff")
+    assert ds.X_train.shape == (1437, 512) and ds.X_test.shape == (360, 512)
+    assert set(np.unique(ds.y_train)) == {0, 1}
+    m = lo.GLM(l2=default_l2("digits_rff"), penalty="per_sample").fit(ds.X_train, ds.y_train)
+    att = lo.Attribution(m)
+    assert att.leverage.mean() >= 0.2
+    f = lo.metrics.TestLoss(ds.X_test, ds.y_test)
+    s_if, s_rif = att.scores(f, "if"), att.scores(f, "rif")
+    # RIF's total attribution is several times IF's on this high-dimensional problem
+    assert np.abs(s_rif - s_if).sum() > 2 * np.abs(s_if).sum()
+
+
+def test_resolve_and_list(tmp_path):
+    from leaveout.datasets import list_datasets, resolve
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    np.savez(tmp_path / "mine.npz", X_train=X, y_train=np.arange(20) % 2, X_test=X, y_test=np.arange(20) % 2)
+    assert resolve("mine", str(tmp_path)).name == "mine"
+    assert resolve(str(tmp_path / "mine.npz")).X_train.shape == (20, 3)
+    names = [r["name"] for r in list_datasets(str(tmp_path))]
+    assert names == ["digits_rff", "mine"]
+    with pytest.raises(ValueError, match="unknown dataset 'nope'.*digits_rff.*mine"):
+        resolve("nope", str(tmp_path))
+
+
+def test_datasets_command(tmp_path, capsys):
+    from leaveout.cli import main
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    np.savez(tmp_path / "mine.npz", X_train=X, y_train=np.arange(20) % 2, X_test=X[:5], y_test=np.arange(5) % 2)
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits_rff" in out and "1437" in out and "mine" in out and "20" in out

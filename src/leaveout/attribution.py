@@ -338,7 +338,7 @@ class Attribution:
                 "the parameters); add an L2 penalty") from None
         return x + VU @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
 
-    def retrain(self, T, tol=None, max_iter=None):
+    def retrain(self, T, tol=None, max_iter=None, init=None):
         """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
 
         The full-data Cholesky factor preconditions the first Newton systems, so a retrain
@@ -353,10 +353,11 @@ class Attribution:
         m = self.model
         keep = np.ones(self.n_samples, dtype=bool)
         keep[T] = False
-        try:
-            init = self.theta + self._newton_step(T)
-        except SingularHessianError:
-            init = self.theta
+        if init is None:
+            try:
+                init = self.theta + self._newton_step(T)
+            except SingularHessianError:
+                init = self.theta
         refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
                     tol=m.tol if tol is None else tol, max_iter=m.max_iter if max_iter is None else max_iter)
         refit.classes_ = m.classes_

@@ -74,6 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--remove", required=True, metavar="LIST", help="rows to remove: indices or @file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("reproduce", help="the paper's experiments: IF/RIF/NS against certified retrains, "
+                                         "with figures, summary and report")
+    p.add_argument("datasets", nargs="*", metavar="DATASET",
+                   help="bundle name, name in --data-dir, or .npz path (default: digits_rff, bundled)")
+    p.add_argument("--out", default="leaveout-results", metavar="DIR", help="output folder (default ./leaveout-results)")
+    p.add_argument("--figure", type=int, action="append", metavar="N",
+                   help="figure to produce, 1-4; repeatable (default: all)")
+    p.add_argument("--sizes", type=int, default=40, metavar="N", help="removal-set sizes per strategy (default 40)")
+    p.add_argument("--l2", type=float, default=None, metavar="L",
+                   help="penalty strength (default: the paper's per dataset: 1e-5; fashion_dogfish 2.2e-2; spam_bow 1e-3)")
+    p.add_argument("--penalty", choices=["fixed", "per_sample"], default="per_sample",
+                   help="penalty convention (default per_sample, as in the paper)")
+    p.add_argument("--strategy", action="append", metavar="NAME",
+                   help="removal strategy; repeatable (default: the paper's seven)")
+    p.add_argument("--jobs", type=int, default=1, metavar="J", help="parallel retrain processes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
+                   help="folder of .npz datasets to find DATASET names in (default $LEAVEOUT_DATA_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("datasets", help="list the available datasets")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
+                   help="also list the .npz files in this folder (default $LEAVEOUT_DATA_DIR)")
     return parser
 
 
@@ -157,7 +181,44 @@ def cmd_effect(args):
             print(f"{name:<10} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
 
 
-COMMANDS = {"scores": cmd_scores, "effect": cmd_effect}
+def cmd_reproduce(args):
+    from .experiment import ReproduceConfig, Runner
+    from .removal import DEFAULT_STRATEGIES
+    kw = {}
+    if args.datasets:
+        kw["datasets"] = tuple(args.datasets)
+    if args.figure:
+        kw["figures"] = tuple(sorted(set(args.figure)))
+    if args.strategy:
+        kw["strategies"] = tuple(dict.fromkeys(args.strategy))
+    else:
+        kw["strategies"] = tuple(s.value for s in DEFAULT_STRATEGIES)
+    data_dir = os.path.abspath(args.data_dir) if args.data_dir else None
+    cfg = ReproduceConfig(sizes=args.sizes, l2=args.l2, penalty=args.penalty, seed=args.seed,
+                          data_dir=data_dir, **kw)
+    runner = Runner(cfg, args.out, jobs=args.jobs, progress=not args.quiet,
+                    log=lambda msg: print(msg, flush=True))
+    out = runner.run()
+    print(f"results in {out}/: report.md, summary.csv, results.csv, figures")
+    summary = os.path.join(out, "report.md")
+    with open(summary, encoding="utf-8") as fh:
+        text = fh.read()
+    table = text.split("## Removal effect", 1)[1].split("\n## ", 1)[0]
+    print("Removal effect" + table.rstrip())
+
+
+def cmd_datasets(args):
+    from .datasets import list_datasets
+    rows = list_datasets(args.data_dir)
+    print(f"{'name':<18} {'n':>7} {'d':>6} {'n_test':>7}  source")
+    for r in rows:
+        n = "?" if r["n"] is None else r["n"]
+        d = "?" if r["d"] is None else r["d"]
+        nt = "?" if r["n_test"] is None else r["n_test"]
+        print(f"{r['name']:<18} {n:>7} {d:>6} {nt:>7}  {r['source']} ({r['where']})")
+
+
+COMMANDS = {"scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}
 
 
 def main(argv=None) -> int:
@@ -177,7 +238,7 @@ def main(argv=None) -> int:
         print(f"leaveout: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("leaveout: interrupted", file=sys.stderr)
+        print("leaveout: interrupted; finished work is saved (rerun the same command to resume)", file=sys.stderr)
         return 130
     return 0
 

@@ -1,0 +1,176 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_data
+from leaveout.cli import main
+from leaveout.experiment import RESULT_COLUMNS, ReproduceConfig, ResultStore, Runner, RunError, summarize
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    X, y = make_data(n=300, d=60, seed=0)
+    Xt, yt = make_data(n=120, d=60, seed=1)
+    path = tmp_path_factory.mktemp("data") / "toy.npz"
+    np.savez(path, X_train=X.astype(np.float16), y_train=y.astype(np.uint8),
+             X_test=Xt.astype(np.float16), y_test=yt.astype(np.uint8))
+    return str(path)
+
+
+def small_config(data_file, **kw):
+    base = dict(datasets=(data_file,), sizes=4, l2=1e-3, fig2_sizes=2, fig2_l2=(1e-2, 1.0), n_poison=8)
+    base.update(kw)
+    return ReproduceConfig(**base)
+
+
+def read_rows(out):
+    with open(os.path.join(out, "results.csv"), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def full_run(data_file, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "res")
+    code = main(["reproduce", data_file, "--out", out, "--sizes", "5", "--l2", "1e-3", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_end_to_end_writes_every_artefact(full_run):
+    out = full_run
+    for name in ("config.json", "results.csv", "removal_sets.jsonl", "summary.csv", "report.md", "poisoning.csv",
+                 "figure1.png", "figure1.pdf", "figure2.png", "figure2.pdf", "figure3.png", "figure3.pdf",
+                 "figure4.png", "figure4.pdf"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    rows = read_rows(out)
+    assert list(rows[0]) == RESULT_COLUMNS
+    main_rows = [r for r in rows if r["dataset"] == "toy"]
+    assert len(main_rows) == 7 * 5 * 3                     # strategies x sizes x metrics
+    assert all(r["retrain_converged"] == "true" for r in rows)
+    assert max(float(r["retrain_grad_norm"]) for r in rows) <= 1e-9
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["config"]["sizes"] == 5 and cfg["config"]["penalty"] == "per_sample"
+    assert len(cfg["test_index"]["toy"]) == 100 and "numpy" in cfg["versions"]
+    sets = [json.loads(line) for line in open(os.path.join(out, "removal_sets.jsonl"))]
+    toy = [s for s in sets if s["dataset"] == "toy"]
+    assert len(toy) == 35 and all(len(s["indices"]) == s["k"] for s in toy)
+    report = open(os.path.join(out, "report.md")).read()
+    assert "figure1.png" in report and "| toy | self-loss |" in report
+
+
+def test_rif_beats_if_on_the_end_to_end_run(full_run):
+    summary = list(csv.DictReader(open(os.path.join(full_run, "summary.csv"))))
+    for metric in ("test-pred", "test-loss", "self-loss"):
+        err = {r["method"]: float(r["median_rel_error"]) for r in summary
+               if r["dataset"] == "toy" and r["metric"] == metric}
+        assert err["rif"] < err["if"], (metric, err)
+
+
+def test_stored_actual_effects_are_real_retrains(full_run, data_file):
+    import leaveout as lo
+    from leaveout.datasets import load_npz
+    from leaveout.metrics import SelfLoss
+    out = full_run
+    ds = load_npz(data_file)
+    sets = [json.loads(line) for line in open(os.path.join(out, "removal_sets.jsonl"))]
+    s = next(s for s in sets if s["dataset"] == "toy" and s["strategy"] == "cluster-l2")
+    m = lo.GLM(l2=1e-3, penalty="per_sample").fit(ds.X_train, ds.y_train)
+    keep = np.setdiff1d(np.arange(ds.n), s["indices"])
+    refit = lo.GLM(l2=1e-3, penalty="per_sample").fit(ds.X_train[keep], ds.y_train[keep])
+    expected = SelfLoss().value(m, refit.theta_) - SelfLoss().value(m, m.theta_)
+    row = next(r for r in read_rows(out) if r["dataset"] == "toy" and r["strategy"] == "cluster-l2"
+               and int(r["k"]) == s["k"] and r["metric"] == "self-loss")
+    assert float(row["actual"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_resume_after_interruption_has_no_duplicates(data_file, tmp_path, monkeypatch):
+    out = str(tmp_path / "res")
+    cfg = small_config(data_file, figures=(1,))
+    calls = {"n": 0}
+    real = ResultStore.append
+
+    def flaky(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(self, rows)
+    monkeypatch.setattr(ResultStore, "append", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, out, progress=False, log=lambda m: None).run()
+    assert len(read_rows(out)) == 5 * 3
+    # a crash in the middle of a write leaves a torn line: it is repaired on resume
+    with open(os.path.join(out, "results.csv"), "a") as fh:
+        fh.write("toy,random,3,test-pred,0.1,0.")
+    monkeypatch.setattr(ResultStore, "append", real)
+    Runner(cfg, out, progress=False, log=lambda m: None).run()
+    rows = read_rows(out)
+    keys = [(r["dataset"], r["strategy"], r["k"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 7 * 4 * 3
+    # a third run finds everything done and changes nothing
+    before = open(os.path.join(out, "results.csv")).read()
+    Runner(cfg, out, progress=False, log=lambda m: None).run()
+    assert open(os.path.join(out, "results.csv")).read() == before
+
+
+def test_parallel_jobs_match_serial(data_file, tmp_path):
+    cfg = small_config(data_file, figures=(1,), sizes=2)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    Runner(cfg, a, jobs=1, progress=False, log=lambda m: None).run()
+    Runner(cfg, b, jobs=2, progress=False, log=lambda m: None).run()
+    key = lambda r: (r["strategy"], int(r["k"]), r["metric"])  # noqa: E731
+    ra, rb = sorted(read_rows(a), key=key), sorted(read_rows(b), key=key)
+    assert len(ra) == len(rb) == 7 * 2 * 3
+    for x, y in zip(ra, rb):
+        assert key(x) == key(y)
+        for col in ("actual", "if", "rif", "ns"):
+            assert float(x[col]) == pytest.approx(float(y[col]), rel=1e-8, abs=1e-12)
+
+
+def test_different_config_is_refused(data_file, tmp_path):
+    out = str(tmp_path / "res")
+    Runner(small_config(data_file, figures=(1,), sizes=1), out, progress=False, log=lambda m: None).run()
+    before = open(os.path.join(out, "results.csv")).read()
+    with pytest.raises(RunError, match="different config.*sizes"):
+        Runner(small_config(data_file, figures=(1,), sizes=2), out, progress=False, log=lambda m: None).run()
+    assert open(os.path.join(out, "results.csv")).read() == before
+
+
+def test_summary_statistics_against_hand_computation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=30)
+    rows = []
+    for i, x in enumerate(a):
+        rows.append({"dataset": "d", "strategy": "random", "k": i, "metric": "self-loss", "actual": x,
+                     "if": 0.5 * x, "rif": x + 0.1, "ns": x, "if_linear": 0.5 * x, "rif_linear": x,
+                     "ns_linear": x, "actual_linear": x, "retrain_converged": True, "retrain_grad_norm": 0.0})
+    rows.append(dict(rows[0], k=99, actual=1e9, retrain_converged=False))   # excluded
+    s = {r["method"]: r for r in summarize(rows)}
+    assert s["if"]["n_sets"] == 30
+    assert s["if"]["slope"] == pytest.approx(0.5) and s["if"]["median_rel_error"] == pytest.approx(0.5)
+    assert s["ns"]["pearson"] == pytest.approx(1.0) and s["ns"]["spearman"] == pytest.approx(1.0)
+    assert s["rif"]["slope"] == pytest.approx(1 + 0.1 * a.sum() / (a @ a))
+    assert s["rif"]["median_rel_error"] == pytest.approx(np.median(0.1 / np.abs(a)))
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["reproduce", "no_such_dataset", "--out", "{tmp}/o"], "unknown dataset 'no_such_dataset'"),
+    (["reproduce", "{data}", "--strategy", "nearest", "--out", "{tmp}/o"], "unknown strategy 'nearest'"),
+    (["reproduce", "{data}", "--out", "{file}"], "is a file"),
+    (["reproduce", "{data}", "--sizes", "0", "--out", "{tmp}/o"], "--sizes"),
+    (["reproduce", "{data}", "--figure", "7", "--out", "{tmp}/o"], "--figure"),
+    (["reproduce", "{tmp}/garbage.npz", "--out", "{tmp}/o"], "cannot read data file"),
+    (["reproduce", "{data}", "--out", "/proc/no/such/place"], "not writable"),
+])
+def test_bad_input_one_line(data_file, tmp_path, args, msg):
+    import subprocess
+    import sys
+    (tmp_path / "garbage.npz").write_bytes(b"junk")
+    (tmp_path / "afile").write_text("x")
+    argv = [a.format(tmp=tmp_path, data=data_file, file=tmp_path / "afile") for a in args]
+    proc = subprocess.run([sys.executable, "-m", "leaveout", *argv], capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0] and "Traceback" not in proc.stderr, proc.stderr
