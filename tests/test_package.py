@@ -1,0 +1,16 @@
+import subprocess
+import sys
+
+
+def test_core_import_is_light():
+    code = ("import sys, leaveout; heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('matplotlib', 'sklearn', 'tqdm', 'dask', 'pandas')]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_api():
+    import leaveout as lo
+    assert set(lo.__all__) >= {"GLM", "Attribution", "metrics", "ConvergenceWarning"}
+    for name in ("TestLoss", "TestPrediction", "SelfLoss", "Coefficient"):
+        assert hasattr(lo.metrics, name)
