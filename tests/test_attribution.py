@@ -15,7 +15,7 @@ def rel_err(a, b):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
-def setup(penalty="fixed", icpt=True, sparse=False, weights="uniform", seed=0, n=70, d=6):
+def setup(penalty="fixed", icpt=True, sparse=False, weights="uniform", seed=0, n=70, d=6, form="auto"):
     X, y = make_data(n=n, d=d, seed=seed, sparse=sparse)
     rng = np.random.default_rng(seed + 100)
     s = {"uniform": np.ones(n), "random": rng.uniform(0.5, 2.0, n).round(1),
@@ -24,16 +24,17 @@ def setup(penalty="fixed", icpt=True, sparse=False, weights="uniform", seed=0, n
     m = lo.GLM(l2=l2, penalty=penalty, fit_intercept=icpt, tol=1e-12).fit(X, y, sample_weight=s)
     A = design(X, icpt)
     g, Hs, H, w = pieces(A, y.astype(float), s, m.theta_, l2, penalty, icpt)
-    return X, y, s, m, lo.Attribution(m), (A, g, Hs, H, w)
+    return X, y, s, m, lo.Attribution(m, form=form), (A, g, Hs, H, w)
 
 
-CASES = [(pen, icpt, sparse, w) for pen in ("fixed", "per_sample") for icpt in (True, False)
-         for sparse in (False, True) for w in ("uniform", "random")]
+CASES = [(pen, icpt, sparse, w, form) for pen in ("fixed", "per_sample") for icpt in (True, False)
+         for sparse in (False, True) for w in ("uniform", "random") for form in ("primal", "dual")]
 
 
-@pytest.mark.parametrize("penalty,icpt,sparse,weights", CASES)
-def test_estimators_match_brute_force(penalty, icpt, sparse, weights):
-    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, sparse, weights)
+@pytest.mark.parametrize("penalty,icpt,sparse,weights,form", CASES)
+def test_estimators_match_brute_force(penalty, icpt, sparse, weights, form):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, sparse, weights, form=form)
+    assert att.form == form
     np.testing.assert_allclose(att.hessian, H, rtol=1e-12, atol=1e-10)
     n = A.shape[0]
     IF = np.linalg.solve(H, g.T).T
@@ -62,9 +63,10 @@ def test_newton_step_direct_branch_for_large_sets(penalty):
     assert rel_err(att.delta(T, "ns"), NS) < RTOL
 
 
-@pytest.mark.parametrize("penalty,icpt", [(p, i) for p in ("fixed", "per_sample") for i in (True, False)])
-def test_retrain_matches_independent_tight_solve(penalty, icpt):
-    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, False, "random", seed=3)
+@pytest.mark.parametrize("penalty,icpt,form", [(p, i, f) for p in ("fixed", "per_sample") for i in (True, False)
+                                               for f in ("primal", "dual")])
+def test_retrain_matches_independent_tight_solve(penalty, icpt, form):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, icpt, False, "random", seed=3, form=form)
     T = np.array([2, 11, 12, 40, 41])
     refit = att.retrain(T)
     assert refit.converged_ and refit.grad_norm_ <= 1e-12
@@ -72,6 +74,21 @@ def test_retrain_matches_independent_tight_solve(penalty, icpt):
     ref = tight_fit(A[keep], y[keep].astype(float), s[keep], m.l2, penalty, icpt)
     np.testing.assert_allclose(refit.theta_, ref, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(att.delta(T, "retrain"), ref - m.theta_, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_more_parameters_than_samples_uses_the_dual_form(penalty):
+    # d > n: "auto" factors the n x n kernel; it must agree with the p x p form and brute force
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, False, "random", seed=11, n=30, d=45)
+    assert att.form == "dual"
+    primal = lo.Attribution(m, form="primal")
+    RIF = np.array([np.linalg.solve(H - Hs[i], g[i]) for i in range(30)])
+    assert rel_err(att.rescaled_influence(), RIF) < RTOL
+    assert rel_err(att.leverage, primal.leverage) < RTOL
+    T = np.array([0, 4, 9, 13, 22])
+    NS = np.linalg.solve(H - Hs[T].sum(axis=0), g[T].sum(axis=0))
+    assert rel_err(att.delta(T, "ns"), NS) < RTOL
+    np.testing.assert_allclose(att.hessian, H, rtol=1e-12, atol=1e-10)
 
 
 def test_additivity_of_if_and_rif():
@@ -119,9 +136,10 @@ def test_sign_convention_effect_is_refit_minus_original():
     assert att.effect([i], SelfLoss(), "retrain") > 0
 
 
-@pytest.mark.parametrize("penalty,sparse", [("fixed", False), ("per_sample", True)])
-def test_scores_match_explicit_rows(penalty, sparse):
-    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, sparse, "random", seed=8)
+@pytest.mark.parametrize("penalty,sparse,form", [("fixed", False, "primal"), ("per_sample", True, "primal"),
+                                                 ("per_sample", False, "dual"), ("fixed", True, "dual")])
+def test_scores_match_explicit_rows(penalty, sparse, form):
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, sparse, "random", seed=8, form=form)
     Xt, yt = make_data(n=15, d=X.shape[1], seed=99)
     IF, RIF = att.influence(), att.rescaled_influence()
     for metric in (TestLoss(Xt, yt), TestPrediction(Xt), Coefficient(2)):
@@ -188,16 +206,13 @@ class TestBadInput:
             self.att.retrain(T)
 
     def test_leverage_one_is_reported_with_its_index(self):
-        # force the curvature weight of sample 4 so that h_4 = 1 exactly: H_{-4} is singular
+        # give sample 4 the curvature weight that makes h_4 = w_4 x_4^T H^-1 x_4 exactly 1
+        # (H_{-4} singular); RIF is infinite there and must be refused, not returned as inf/NaN
         att = self.att
         x = att._design.dense_rows([4])[0]
-        H_wo = att.hessian - att._w[4] * np.outer(x, x)
-        att.hessian = H_wo + 1e6 * np.outer(x, x)
-        from leaveout._newton import cholesky
-        att._L = cholesky(att.hessian)
-        att._w = att._w.copy()
-        att._w[4] = 1e6 + 1.0 / (x @ np.linalg.solve(att.hessian, x)) - 1e6  # h_4 = 1
+        att._w[4] = 1.0 / (x @ np.linalg.solve(att.hessian, x))   # in place: the factor sees it
         att.__dict__.pop("_leverage", None)
+        assert att.leverage[4] == pytest.approx(1.0, rel=1e-12)
         with pytest.raises(lo.LeverageError, match="sample 4 has leverage h >= 1"):
             att.rescaled_influence()
         with pytest.raises(lo.LeverageError, match="sample 4"):

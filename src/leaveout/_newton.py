@@ -73,11 +73,11 @@ class Objective:
         return self.design.rmatvec(w * self.design.matvec(v)) + self.lam * self.pen * v
 
 
-def _pcg(hv, b, L, rtol, maxiter):
-    """Preconditioned CG for H x = b with preconditioner (L L^T)^-1; returns (x, ok, iters)."""
+def _pcg(hv, b, precond, rtol, maxiter):
+    """Preconditioned CG for H x = b, ``precond(r)`` ~ H^-1 r; returns (x, ok, iters)."""
     x = np.zeros_like(b)
     r = b.copy()
-    zv = cho_solve(L, r)
+    zv = precond(r)
     p = zv.copy()
     rz = r @ zv
     bnorm = np.linalg.norm(b)
@@ -91,7 +91,7 @@ def _pcg(hv, b, L, rtol, maxiter):
         r -= alpha * Hp
         if np.linalg.norm(r) <= rtol * bnorm:
             return x, True, k
-        zv = cho_solve(L, r)
+        zv = precond(r)
         rz_new = r @ zv
         p = zv + (rz_new / rz) * p
         rz = rz_new
@@ -102,14 +102,14 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
                  check_separable: bool = False, max_cg: int = 12, precond=None) -> NewtonResult:
     """Minimise ``obj`` from ``theta0`` until ``max|grad| / scale <= tol``.
 
-    ``precond``: optional lower Cholesky factor of a Hessian close to the one at the
-    optimum (for a retrain: the full-data Hessian), used until it goes stale.
+    ``precond``: optional function ``r -> approx H^-1 r`` from a Hessian close to the one at
+    the optimum (for a retrain: the full-data Hessian), used until it goes stale.
     """
     theta = np.array(theta0, dtype=np.float64)
     z = obj.design.matvec(theta)
     f = obj.value_at(theta, z)
     g = obj.gradient_at(theta, z)
-    L = precond
+    M = precond          # current preconditioner; None means "factor a fresh Hessian"
     n_hess = n_hv = 0
     converged = False
     it = 0
@@ -125,19 +125,20 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
             raise SingularHessianError(
                 f"the training data are linearly separable, so the unpenalised fit has no finite optimum; {_SINGULAR_HINT}")
         w = obj.weights_at(z)
-        if L is None:
+        if M is None:
             L = cholesky(obj.hessian_at(z))
+            M = lambda r, L=L: cho_solve(L, r)  # noqa: E731
             n_hess += 1
-            p = -cho_solve(L, g)
+            p = -M(g)
         else:
             eta = min(0.1, np.sqrt(rel))
-            p, ok, k = _pcg(lambda v: obj.hessvec(w, v), -g, L, eta, max_cg)
+            p, ok, k = _pcg(lambda v: obj.hessvec(w, v), -g, M, eta, max_cg)
             n_hv += k
             if not ok:
-                L = None  # stale preconditioner: refresh at the next iterate
+                M = None  # stale preconditioner: refresh at the next iterate
         gp = float(g @ p)
         if gp >= 0:  # not a descent direction (numerical noise at the optimum): refresh
-            L = None
+            M = None
             if it >= max_iter:
                 break
             continue

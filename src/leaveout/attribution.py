@@ -33,6 +33,7 @@ import numpy as np
 import scipy.linalg as la
 
 from . import _validation as v
+from ._factor import make_factor
 from ._newton import cho_solve, cholesky
 from .exceptions import ConvergenceError, LeverageError, SingularHessianError
 from .metrics import Metric
@@ -41,42 +42,6 @@ __all__ = ["Attribution"]
 
 METHODS = ("if", "rif", "ns", "retrain")
 KINDS = ("removal", "linear")
-
-
-class _ShiftedSolver:
-    """Solve ``(H - c M) x = y`` for any shift ``c`` from one eigendecomposition.
-
-    ``M`` is the identity, or the identity with the last (intercept) entry zeroed; in the
-    latter case the intercept is eliminated by a Schur complement, so only the penalised
-    block, which stays positive definite for every admissible shift, is diagonalised.
-    """
-
-    def __init__(self, H: np.ndarray, intercept: bool):
-        self.intercept = intercept
-        F = H[:-1, :-1] if intercept else H
-        self.lam, self.Q = la.eigh(F, check_finite=False)
-        if intercept:
-            self.h = H[:-1, -1]
-            self.eta = H[-1, -1]
-            self.Qh = self.Q.T @ self.h
-
-    def solve(self, c: float, y: np.ndarray) -> np.ndarray:
-        den = self.lam - c
-        if den.min() <= 0:
-            raise SingularHessianError("the leave-T-out Hessian is singular; add an L2 penalty")
-        y2d = y.reshape(y.shape[0], -1)
-        if not self.intercept:
-            x = self.Q @ ((self.Q.T @ y2d) / den[:, None])
-            return x.reshape(y.shape)
-        y1, y2 = y2d[:-1], y2d[-1]
-        Ky1 = (self.Q.T @ y1) / den[:, None]          # in eigenbasis
-        Kh = self.Qh / den
-        schur = self.eta - self.Qh @ Kh
-        if schur <= 0:
-            raise SingularHessianError("the leave-T-out Hessian is singular in the intercept direction")
-        x2 = (y2 - self.Qh @ Ky1) / schur
-        x1 = self.Q @ (Ky1 - Kh[:, None] * x2[None, :])
-        return np.vstack([x1, x2[None, :]]).reshape(y.shape)
 
 
 class Attribution:
@@ -89,6 +54,10 @@ class Attribution:
     ----------
     model : GLM
         A fitted model (it keeps a reference to its training rows).
+    form : {"auto", "primal", "dual"}, default="auto"
+        ``"primal"`` factors the (p, p) Hessian; ``"dual"`` the (n, n) kernel
+        ``lam I + W^{1/2} X X^T W^{1/2}`` (exact too, cheaper when p > n); ``"auto"`` picks
+        the dual form when there are more parameters than samples.
 
     Attributes
     ----------
@@ -96,10 +65,10 @@ class Attribution:
     theta : ndarray of shape (n_params,)
         Fitted parameters, intercept last.
     hessian : ndarray of shape (n_params, n_params)
-        Hessian of the sum-form objective at ``theta``.
+        Hessian of the sum-form objective at ``theta`` (formed on first use in the dual form).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, form: str = "auto"):
         model._check_fitted()
         if not model.converged_:
             import warnings
@@ -119,12 +88,27 @@ class Attribution:
         self._per_sample = per_sample and model.l2 > 0
         self._b = model.l2 * model._pen * self.theta if self._per_sample else np.zeros(d.p)
         self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
-        H = d.gram(self._w)
-        H[np.diag_indices_from(H)] += model._lam * model._pen
-        self.hessian = H
-        self._L = cholesky(H)
-        self._shifted = {}     # c -> (Cholesky factor of H - c M, t = (H - cM)^-1 b)
-        self._eig = None
+        self._factor = make_factor(d, self._w, model._lam, model._pen, form)
+        self._shifted = {}     # c -> (factor of H - c M, t = (H - cM)^-1 b)
+        self._shifts = None    # solver of (H - c M) x = y for any c (NS, per_sample)
+
+    @property
+    def hessian(self) -> np.ndarray:
+        if not hasattr(self, "_hessian"):
+            self._hessian = self._factor.matrix()
+        return self._hessian
+
+    @property
+    def form(self) -> str:
+        """Which factorisation is in use: "primal" (p x p) or "dual" (n x n)."""
+        return self._factor.kind
+
+    def _hess_quad(self, D):
+        """``d^T H d`` for each row d of ``D`` (k, p), without forming H."""
+        D2 = np.atleast_2d(D)
+        XD = self._design.matvec(D2.T)
+        out = self._w @ (XD * XD) + self.model._lam * np.einsum("ij,ij->i", D2 * self.model._pen, D2)
+        return out if np.ndim(D) > 1 else float(out[0])
 
     # ------------------------------------------------------------ basic pieces
     @property
@@ -132,38 +116,22 @@ class Attribution:
         return self._design.n
 
     def _solve(self, B):
-        return cho_solve(self._L, B)
+        return self._factor.solve(B)
 
     def _shift(self, c: float):
-        """Cholesky factor of ``H - c M`` and ``(H - c M)^-1 b``."""
+        """Factor of ``H - c M`` and ``(H - c M)^-1 b``."""
         if c == 0.0:
-            return self._L, np.zeros(self._design.p)
+            return self._factor, np.zeros(self._design.p)
         if c not in self._shifted:
-            Hc = self.hessian.copy()
-            Hc[np.diag_indices_from(Hc)] -= c * self.model._pen
-            Lc = cholesky(Hc, "Hessian without one sample's penalty share")
-            self._shifted[c] = (Lc, cho_solve(Lc, self._b))
+            Fc = self._factor.shifted(c)
+            self._shifted[c] = (Fc, Fc.solve(self._b))
         return self._shifted[c]
-
-    def _quad_diag(self, L, rows: np.ndarray) -> np.ndarray:
-        """``x_i^T (L L^T)^-1 x_i`` for dense rows of shape (k, p)."""
-        Z = la.solve_triangular(L, rows.T, lower=True, check_finite=False)
-        return np.einsum("ij,ij->j", Z, Z)
-
-    def _quad_all(self, L, idx=None) -> np.ndarray:
-        """``x_i^T (L L^T)^-1 x_i`` for all rows (or rows ``idx``), block by block."""
-        if idx is not None:
-            return self._quad_diag(L, self._design.dense_rows(idx))
-        out = np.empty(self._design.n)
-        for start, stop, blk in self._design.blocks():
-            out[start:stop] = self._quad_diag(L, blk)
-        return out
 
     @property
     def leverage(self) -> np.ndarray:
         """Leverages ``h_i = w_i x_i^T H^{-1} x_i`` of shape (n_samples,), in [0, 1)."""
         if not hasattr(self, "_leverage"):
-            self._leverage = self._w * self._quad_all(self._L)
+            self._leverage = self._factor.leverage()
         return self._leverage
 
     def _groups(self, idx):
@@ -179,7 +147,7 @@ class Attribution:
         a = np.empty(idx.size)
         for cv, sub in self._groups(idx):
             pos = np.searchsorted(idx, sub)
-            a[pos] = self._w[sub] * self._quad_all(self._shift(cv)[0], sub)
+            a[pos] = self._shift(cv)[0].leverage(sub)
         return a
 
     @property
@@ -194,8 +162,8 @@ class Attribution:
         if not hasattr(self, "_rif_lev"):
             out = np.empty(self.n_samples)
             for cv, sub in self._groups(np.arange(self.n_samples)):
-                Lc = self._shift(cv)[0]
-                out[sub] = self._w[sub] * self._quad_all(Lc, None if sub.size == self.n_samples else sub)
+                Fc = self._shift(cv)[0]
+                out[sub] = Fc.leverage(None if sub.size == self.n_samples else sub)
             self._rif_lev = out
         return self._rif_lev
 
@@ -231,10 +199,10 @@ class Attribution:
         alpha = self._rif_coef(idx)
         out = np.empty((self.n_samples, self._design.p))
         for cv, sub in self._groups(idx):
-            Lc, t = self._shift(cv)
+            Fc, t = self._shift(cv)
             for lo in range(0, sub.size, self._design.block_rows()):
                 part = sub[lo:lo + self._design.block_rows()]
-                U = cho_solve(Lc, self._design.dense_rows(part).T).T
+                U = Fc.solve(self._design.dense_rows(part).T).T
                 out[part] = alpha[part, None] * U + self._s[part, None] * t
         return out
 
@@ -257,8 +225,8 @@ class Attribution:
         alpha = self._rif_coef(idx)
         out = np.empty(self.n_samples)
         for cv, sub in self._groups(idx):
-            Lc, t = self._shift(cv)
-            xq = self._rows_dot(sub, cho_solve(Lc, phi))
+            Fc, t = self._shift(cv)
+            xq = self._rows_dot(sub, Fc.solve(phi))
             out[sub] = alpha[sub] * xq + self._s[sub] * float(phi @ t)
         return out
 
@@ -270,7 +238,7 @@ class Attribution:
 
     def _quadratic_scores(self, method):
         rows = self.influence() if method == "if" else self.rescaled_influence()
-        return 0.5 * np.einsum("ij,ij->i", rows @ self.hessian, rows)
+        return 0.5 * self._hess_quad(rows)
 
     # ------------------------------------------------------ group estimators
     def _check_T(self, T):
@@ -297,9 +265,9 @@ class Attribution:
             alpha = self._rif_coef(T)
             out = np.zeros(self._design.p)
             for cv, sub in self._groups(T):
-                Lc, t = self._shift(cv)
+                Fc, t = self._shift(cv)
                 pos = np.searchsorted(T, sub)
-                out += cho_solve(Lc, self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
+                out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
             return out
         if method == "ns":
             return self._newton_step(T)
@@ -317,16 +285,16 @@ class Attribution:
         U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k); H_{-T} = B - U U^T
         C = float(self._c[T].sum())
         k, p = T.size, self._design.p
-        if k >= p:
+        if k >= p and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
             return cho_solve(cholesky(Hm, "leave-T-out Hessian"), G)
         if C == 0.0:
             solve = self._solve
         else:
-            if self._eig is None:
-                self._eig = _ShiftedSolver(self.hessian, self.model.fit_intercept)
-            solve = lambda Y: self._eig.solve(C, Y)  # noqa: E731
+            if self._shifts is None:
+                self._shifts = self._factor.shift_solver()
+            solve = lambda Y: self._shifts.solve(C, Y)  # noqa: E731
         V = solve(np.column_stack([U, G]))
         VU, x = V[:, :k], V[:, k]
         K = np.eye(k) - U.T @ VU
@@ -366,7 +334,7 @@ class Attribution:
         y_kept = m._y[kept]
         if np.unique(y_kept[m._s[kept] > 0]).size < 2:
             raise ValueError("T removes every sample of one class; the refit is undefined")
-        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init, precond=self._L)
+        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init, precond=self._factor.solve)
         return refit
 
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
@@ -386,7 +354,7 @@ class Attribution:
         if kind == "removal":
             return float(metric.difference(self.model, self.theta, self.theta + dtheta))
         if metric.quadratic:
-            return float(0.5 * dtheta @ (self.hessian @ dtheta))
+            return float(0.5 * self._hess_quad(dtheta))
         return float(metric.gradient(self.model, self.theta) @ dtheta)
 
     def compare(self, T, metrics, methods=("if", "rif", "ns")) -> dict:
