@@ -4,7 +4,9 @@ r"""Factorisations of the GLM Hessian ``H = lam * M + U^T U`` with ``U = diag(sq
 Two interchangeable forms answer the same questions (solves, weighted leverages
 ``w_i a_i^T H^{-1} a_i``, the same for shifted penalties ``lam - c``):
 
-* :class:`PrimalFactor`: Cholesky of the (p, p) matrix; cost ``n p^2 + p^3 / 3``.
+* :class:`PrimalFactor`: Cholesky ``L L^T`` of the (p, p) matrix; cost ``n p^2 + p^3 / 3``.
+  It also offers the half solves ``L^{-1} B``, with which a Woodbury update needs one
+  triangular solve instead of two.
 * :class:`DualFactor`: Cholesky of the (n, n) kernel ``K = lam I + U U^T``; cost
   ``n^2 p + n^3 / 3``, cheaper when p > n. With ``B = lam I + U^T U`` (every entry
   penalised), ``B^{-1} = (I - U^T K^{-1} U) / lam`` and ``U B^{-1} U^T = I - lam K^{-1}``; an
@@ -19,24 +21,35 @@ import numpy as np
 import scipy.linalg as la
 
 from ._newton import cho_solve, cholesky
-from .exceptions import SingularHessianError
+from .exceptions import SingularHessianError  # noqa: F401  (re-raised by cholesky)
 
 
 class PrimalFactor:
-    """``H`` through its (p, p) Cholesky factor."""
+    """``H`` through its (p, p) Cholesky factor ``L``.
+
+    A shifted factor (``keep_matrix=False``) keeps only ``L``, to save memory.
+    """
 
     kind = "primal"
 
-    def __init__(self, design, w, lam, pen, H=None):
+    def __init__(self, design, w, lam, pen, H=None, keep_matrix=True):
         self.design, self.w, self.lam, self.pen = design, w, float(lam), pen
         if H is None:
             H = design.gram(w)
             H[np.diag_indices_from(H)] += lam * pen
-        self.H = H
+        self.H = H if keep_matrix else None
         self.L = cholesky(H)
 
     def solve(self, B):
         return cho_solve(self.L, B)
+
+    def half(self, B):
+        """``L^{-1} B``, so that ``B^T H^{-1} B = half(B)^T half(B)``."""
+        return la.solve_triangular(self.L, B, lower=True, check_finite=False)
+
+    def half_t(self, B):
+        """``L^{-T} B`` (``H^{-1} B = half_t(half(B))``)."""
+        return la.solve_triangular(self.L, B, lower=True, trans="T", check_finite=False)
 
     def _quad(self, rows):
         Z = la.solve_triangular(self.L, rows.T, lower=True, check_finite=False)
@@ -55,78 +68,27 @@ class PrimalFactor:
         return self.H
 
     def shifted(self, c):
-        """The factor of ``H - c M``."""
+        """The factor of ``H - c M`` (keeps only its Cholesky factor)."""
         Hc = self.H.copy()
         Hc[np.diag_indices_from(Hc)] -= c * self.pen
-        return PrimalFactor(self.design, self.w, self.lam - c, self.pen, Hc)
-
-    def shift_solver(self):
-        return _PrimalShifts(self.H, self.pen[-1] == 0)
-
-
-class _PrimalShifts:
-    """Solve ``(H - c M) x = y`` for any shift ``c`` from one eigendecomposition.
-
-    With an intercept, it is eliminated by a Schur complement so only the penalised block,
-    positive definite for every admissible shift, is diagonalised.
-    """
-
-    def __init__(self, H, intercept):
-        self.intercept = intercept
-        F = H[:-1, :-1] if intercept else H
-        self.ev, self.Q = la.eigh(F, check_finite=False)
-        if intercept:
-            self.Qh = self.Q.T @ H[:-1, -1]
-            self.eta = H[-1, -1]
-
-    def solve(self, c, y):
-        den = self.ev - c
-        if den.min() <= 0:
-            raise SingularHessianError("the leave-T-out Hessian is singular; add an L2 penalty")
-        y2 = y.reshape(y.shape[0], -1)
-        if not self.intercept:
-            return (self.Q @ ((self.Q.T @ y2) / den[:, None])).reshape(y.shape)
-        Ky = (self.Q.T @ y2[:-1]) / den[:, None]
-        Kh = self.Qh / den
-        schur = self.eta - self.Qh @ Kh
-        if schur <= 0:
-            raise SingularHessianError("the leave-T-out Hessian is singular in the intercept direction")
-        x0 = (y2[-1] - self.Qh @ Ky) / schur
-        x = self.Q @ (Ky - Kh[:, None] * x0[None, :])
-        return np.vstack([x, x0[None, :]]).reshape(y.shape)
-
+        return PrimalFactor(self.design, self.w, self.lam - c, self.pen, Hc, keep_matrix=False)
 
 class _KernelInverse:
-    """``K^{-1}`` for ``K = lam I + G`` by Cholesky (one shift) or eigenvectors (any shift)."""
+    """``K^{-1}`` for ``K = lam I + G`` by Cholesky."""
 
-    def __init__(self, G, lam=None, eig=None):
-        self.n = G.shape[0] if G is not None else eig[1].shape[0]
-        if eig is not None:
-            self.ev, self.V = eig
-            self.lam = lam
-            den = self.ev + lam
-            if den.min() <= 0:
-                raise SingularHessianError("the leave-T-out Hessian is singular; add an L2 penalty")
-            self.den = den
-            self.L = None
-        else:
-            K = G.copy()
-            K[np.diag_indices_from(K)] += lam
-            self.L = cholesky(K, "kernel matrix")
+    def __init__(self, G, lam):
+        self.n = G.shape[0]
+        K = G.copy()
+        K[np.diag_indices_from(K)] += lam
+        self.L = cholesky(K, "kernel matrix")
 
     def solve(self, Y):
-        if self.L is not None:
-            return cho_solve(self.L, Y)
-        Y2 = Y.reshape(self.n, -1)
-        return (self.V @ ((self.V.T @ Y2) / self.den[:, None])).reshape(Y.shape)
+        return cho_solve(self.L, Y)
 
     def diag(self, idx=None):
-        if self.L is not None:
-            E = np.eye(self.n) if idx is None else np.eye(self.n)[:, idx]
-            Z = la.solve_triangular(self.L, E, lower=True, check_finite=False)
-            return np.einsum("ij,ij->j", Z, Z)
-        V = self.V if idx is None else self.V[idx]
-        return np.einsum("ij,ij->i", V * (1.0 / self.den)[None, :], V)
+        E = np.eye(self.n) if idx is None else np.eye(self.n)[:, idx]
+        Z = la.solve_triangular(self.L, E, lower=True, check_finite=False)
+        return np.einsum("ij,ij->j", Z, Z)
 
 
 class DualFactor:
@@ -134,7 +96,7 @@ class DualFactor:
 
     kind = "dual"
 
-    def __init__(self, design, w, lam, pen, G=None, kinv=None):
+    def __init__(self, design, w, lam, pen, G=None):
         if lam <= 0:
             raise SingularHessianError("the n x n form needs l2 > 0; add an L2 penalty")
         self.design, self.w, self.lam, self.pen = design, w, float(lam), pen
@@ -146,7 +108,7 @@ class DualFactor:
             AA = AA.toarray() if hasattr(AA, "toarray") else np.asarray(AA)
             G = self.sw[:, None] * AA * self.sw[None, :]
         self.G = G
-        self.kinv = kinv if kinv is not None else _KernelInverse(G, lam)
+        self.kinv = _KernelInverse(G, lam)
         if self.intercept:
             self.Ku0 = self.kinv.solve(self.sw)
             self.gamma = float(self.sw @ self.Ku0)
@@ -183,25 +145,6 @@ class DualFactor:
 
     def shifted(self, c):
         return DualFactor(self.design, self.w, self.lam - c, self.pen, G=self.G)
-
-    def shift_solver(self):
-        return _DualShifts(self)
-
-
-class _DualShifts:
-    """Solve ``(H - c M) x = y`` for any ``c`` from one eigendecomposition of ``U U^T``."""
-
-    def __init__(self, base: DualFactor):
-        self.base = base
-        self.eig = la.eigh(base.G, check_finite=False)
-        self.cache = {}
-
-    def solve(self, c, y):
-        if c not in self.cache:
-            b = self.base
-            kinv = _KernelInverse(None, b.lam - c, eig=self.eig)
-            self.cache = {c: DualFactor(b.design, b.w, b.lam - c, b.pen, G=b.G, kinv=kinv)}
-        return self.cache[c].solve(y)
 
 
 def make_factor(design, w, lam, pen, form="auto"):

@@ -80,6 +80,7 @@ class Attribution:
         self._design = d
         self.theta = model.theta_
         z = d.matvec(self.theta)
+        self._z = z
         loss, y, s = model._loss, model._y, model._s
         self._s = s
         self._r = s * loss.derivative(y, z)          # g_i = r_i x_i + s_i b
@@ -90,7 +91,8 @@ class Attribution:
         self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
         self._factor = make_factor(d, self._w, model._lam, model._pen, form)
         self._shifted = {}     # c -> (factor of H - c M, t = (H - cM)^-1 b)
-        self._shifts = None    # solver of (H - c M) x = y for any c (NS, per_sample)
+        self._ns_shift = None  # (C, factor of H - C M) for the last NS penalty share
+        self._ns_cache = None  # (T bytes, Woodbury system) of the last removal set
 
     @property
     def hessian(self) -> np.ndarray:
@@ -142,8 +144,9 @@ class Attribution:
 
     def _rif_leverage_of(self, idx) -> np.ndarray:
         """``a_i = w_i x_i^T (H - c_i M)^{-1} x_i`` for sample indices ``idx``."""
-        if idx.size == self.n_samples:
-            return self.rif_leverage
+        cached = "_rif_lev" in self.__dict__ or (not self._per_sample and "_leverage" in self.__dict__)
+        if idx.size == self.n_samples or cached or idx.size > 64:
+            return self.rif_leverage[idx]
         a = np.empty(idx.size)
         for cv, sub in self._groups(idx):
             pos = np.searchsorted(idx, sub)
@@ -278,63 +281,103 @@ class Attribution:
                 f"{refit.grad_norm_:.2e}); it is not a ground truth")
         return refit.theta_ - self.theta
 
-    def _newton_step(self, T):
-        """``H_{-T}^{-1} sum_{i in T} g_i`` by Woodbury on the |T| x |T| block."""
+    def _ns_base(self, C: float):
+        """Factor of ``B = H - C M`` (``C`` = the penalty share of T); the last one is kept."""
+        if C == 0.0:
+            return self._factor
+        if self._ns_shift is None or self._ns_shift[0] != C:
+            self._ns_shift = None   # free the old factor before building the new one
+            self._ns_shift = (C, self._factor.shifted(C))
+        return self._ns_shift[1]
+
+    def _ns_system(self, T):
+        """The leave-T-out Hessian at theta, ``H_{-T} = B - U U^T`` with ``B = H - C_T M``,
+        prepared for Woodbury: returns ``(G, apply)`` where ``apply(Y) = H_{-T}^{-1} Y``.
+
+        With the Cholesky factor ``B = L L^T`` and ``V = L^{-1} U`` (one triangular solve
+        with |T| right-hand sides), ``H_{-T}^{-1} = L^{-T} (I + V (I - V^T V)^{-1} V^T) L^{-1}``.
+        The last system is cached: a retrain right after ``delta(T, "ns")`` reuses it as
+        its preconditioner.
+        """
+        key = T.tobytes()
+        if self._ns_cache is not None and self._ns_cache[0] == key:
+            return self._ns_cache[1]
+        self._ns_cache = None
         G = self._group_gradient(T)
         X_T = self._design.dense_rows(T)
-        U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k); H_{-T} = B - U U^T
+        U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k)
         C = float(self._c[T].sum())
         k, p = T.size, self._design.p
         if k >= p and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
-            return cho_solve(cholesky(Hm, "leave-T-out Hessian"), G)
-        if C == 0.0:
-            solve = self._solve
+            Lm = cholesky(Hm, "leave-T-out Hessian")
+            out = (G, lambda Y: cho_solve(Lm, Y))
         else:
-            if self._shifts is None:
-                self._shifts = self._factor.shift_solver()
-            solve = lambda Y: self._shifts.solve(C, Y)  # noqa: E731
-        V = solve(np.column_stack([U, G]))
-        VU, x = V[:, :k], V[:, k]
-        K = np.eye(k) - U.T @ VU
-        try:
-            Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
-        except la.LinAlgError:
-            raise SingularHessianError(
-                "removing T leaves a singular Hessian (the remaining samples do not determine "
-                "the parameters); add an L2 penalty") from None
-        return x + VU @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
+            B = self._ns_base(C)
+            if hasattr(B, "half"):
+                V = B.half(U)
+                K = np.eye(k) - V.T @ V
+            else:
+                V = B.solve(U)
+                K = np.eye(k) - U.T @ V
+            try:
+                Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
+            except la.LinAlgError:
+                raise SingularHessianError(
+                    "removing T leaves a singular Hessian (the remaining samples do not determine "
+                    "the parameters); add an L2 penalty") from None
+            if hasattr(B, "half"):
+                def apply(Y):
+                    Yh = B.half(Y)
+                    return B.half_t(Yh + V @ la.cho_solve((Lk, True), V.T @ Yh, check_finite=False))
+            else:
+                def apply(Y):
+                    x = B.solve(Y)
+                    return x + V @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
+            out = (G, apply)
+        self._ns_cache = (key, out)
+        return out
+
+    def _newton_step(self, T):
+        """``H_{-T}^{-1} sum_{i in T} g_i`` by Woodbury on the |T| x |T| block."""
+        G, apply = self._ns_system(T)
+        return apply(G)
 
     def retrain(self, T, tol=None, max_iter=None, init=None):
         """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
 
-        The full-data Cholesky factor preconditions the first Newton systems, so a retrain
-        usually costs a few passes over X and no new factorisation.
+        The removed rows get sample weight 0 (the same objective as dropping them, without
+        copying X); the Newton systems are preconditioned by the leave-T-out Hessian at the
+        full-data fit (Woodbury on the factor already computed), so a retrain costs a few
+        passes over X and no new factorisation unless that preconditioner goes stale.
 
-        Returns a fitted :class:`~leaveout.GLM` (same settings) on the kept rows. Check its
-        ``converged_``: an unconverged refit emits a ConvergenceWarning, and
-        :meth:`delta` / :meth:`effect` refuse to use it.
+        Returns a fitted :class:`~leaveout.GLM` (same settings) whose training rows are this
+        model's, with weight 0 on ``T``. Check its ``converged_``: an unconverged refit emits
+        a ConvergenceWarning, and :meth:`delta` / :meth:`effect` refuse to use it.
         """
         from .model import GLM
         T = self._check_T(T)
         m = self.model
-        keep = np.ones(self.n_samples, dtype=bool)
-        keep[T] = False
-        if init is None:
-            try:
-                init = self.theta + self._newton_step(T)
-            except SingularHessianError:
-                init = self.theta
+        s = m._s.copy()
+        s[T] = 0.0
+        if np.unique(m._y[s > 0]).size < 2:
+            raise ValueError("T removes every sample of one class; the refit is undefined")
+        try:
+            G, precond = self._ns_system(T)
+            if init is None:
+                init = self.theta + precond(G)
+        except SingularHessianError:
+            precond = self._factor.solve
+            init = self.theta if init is None else init
         refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
                     tol=m.tol if tol is None else tol, max_iter=m.max_iter if max_iter is None else max_iter)
         refit.classes_ = m.classes_
         refit.n_features_in_ = m.n_features_in_
-        kept = np.flatnonzero(keep)
-        y_kept = m._y[kept]
-        if np.unique(y_kept[m._s[kept] > 0]).size < 2:
-            raise ValueError("T removes every sample of one class; the refit is undefined")
-        refit._fit_design(self._design.take(kept), y_kept, m._s[kept], init=init, precond=self._factor.solve)
+        # the gradient scale without T, from the full one (no pass over X)
+        scale_cols = m._column_l1() - np.abs(self._design.dense_rows(T)).T @ m._s[T]
+        refit._fit_design(self._design, m._y, s, init=init, precond=precond,
+                          scale=float(np.max(scale_cols)))
         return refit
 
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
@@ -356,6 +399,39 @@ class Attribution:
         if metric.quadratic:
             return float(0.5 * self._hess_quad(dtheta))
         return float(metric.gradient(self.model, self.theta) @ dtheta)
+
+    def effects_of(self, deltas: dict, metrics: dict) -> dict:
+        """Removal and linear effects of several parameter changes on several metrics.
+
+        Equivalent to calling :meth:`effect_of` for every pair, but the training-objective
+        metric (SelfLoss) is evaluated for all changes with one pass over X.
+
+        Returns ``{metric name: {delta name: (removal, linear)}}``.
+        """
+        from .metrics import SelfLoss
+        names = list(deltas)
+        out = {}
+        XD = None
+        for mname, metric in metrics.items():
+            row = {}
+            if isinstance(metric, SelfLoss) and metric.value.__func__ is SelfLoss.value and names:
+                m = self.model
+                if XD is None:
+                    D = np.column_stack([deltas[k] for k in names])
+                    XD = self._design.matvec(D)
+                lv = m._loss.value
+                base = lv(m._y, self._z)
+                for j, k in enumerate(names):
+                    d = deltas[k]
+                    data = float(m._s @ (lv(m._y, self._z + XD[:, j]) - base))
+                    pen = 0.5 * m._lam * float((m._pen * d) @ (2 * self.theta + d))
+                    lin = 0.5 * (float(self._w @ XD[:, j] ** 2) + m._lam * float((m._pen * d) @ d))
+                    row[k] = (data + pen, lin)
+            else:
+                for k in names:
+                    row[k] = (self.effect_of(deltas[k], metric, "removal"), self.effect_of(deltas[k], metric, "linear"))
+            out[mname] = row
+        return out
 
     def compare(self, T, metrics, methods=("if", "rif", "ns")) -> dict:
         """Every estimate next to the exact retrain for one removal set.
@@ -384,13 +460,13 @@ class Attribution:
             raise ConvergenceError(
                 f"the retrain without {T.size} samples did not converge (relative gradient "
                 f"{refit.grad_norm_:.2e}); it is not a ground truth")
-        deltas = {m: self.delta(T, m) for m in methods}
-        actual = refit.theta_ - self.theta
+        deltas = {"actual": refit.theta_ - self.theta}
+        deltas.update({m: self.delta(T, m) for m in methods})
+        eff = self.effects_of(deltas, metrics)
         out = {"n_removed": int(T.size),
                "retrain": {"converged": True, "grad_norm": refit.grad_norm_, "n_iter": refit.n_iter_},
                "removal": {}, "linear": {}}
-        for name, metric in metrics.items():
-            out["removal"][name] = {"actual": self.effect_of(actual, metric, "removal")}
-            out["removal"][name].update({m: self.effect_of(d, metric, "removal") for m, d in deltas.items()})
-            out["linear"][name] = {m: self.effect_of(d, metric, "linear") for m, d in deltas.items()}
+        for name in metrics:
+            out["removal"][name] = {k: eff[name][k][0] for k in deltas}
+            out["linear"][name] = {m: eff[name][m][1] for m in methods}
         return out

@@ -221,19 +221,20 @@ def _evaluate(task):
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
             refit = att.retrain(T, init=att.theta + deltas["ns"])
-            actual = refit.theta_ - att.theta
+            deltas["actual"] = refit.theta_ - att.theta
             converged, gnorm = bool(refit.converged_), float(refit.grad_norm_)
         except ValueError:
-            actual, converged, gnorm = None, False, float("nan")
+            converged, gnorm = False, float("nan")
+    eff = att.effects_of(deltas, metrics)
     rows = []
-    for name, metric in metrics.items():
+    for name in metrics:
         row = {"dataset": dataset, "strategy": strategy, "k": int(k), "metric": name,
                "retrain_converged": converged, "retrain_grad_norm": gnorm}
-        row["actual"] = att.effect_of(actual, metric) if actual is not None else float("nan")
-        row["actual_linear"] = att.effect_of(actual, metric, "linear") if actual is not None else float("nan")
-        for m, d in deltas.items():
-            row[m] = att.effect_of(d, metric, "removal")
-            row[f"{m}_linear"] = att.effect_of(d, metric, "linear")
+        for m, (removal, linear) in eff[name].items():
+            row[m] = removal
+            row[f"{m}_linear"] = linear
+        row.setdefault("actual", float("nan"))
+        row.setdefault("actual_linear", float("nan"))
         rows.append(row)
     return rows
 
@@ -432,7 +433,8 @@ class Runner:
             for k in ks:
                 sets.append(((prob.name, strat.value, int(k)), removal_set(strat, int(k), rng, ctx)))
         self._record_sets(prob.name, sets)
-        todo = [(key, T) for key, T in sets if key not in done]
+        # size-major order: under per_sample, sets of one size share the factor of H - C M
+        todo = sorted(((key, T) for key, T in sets if key not in done), key=lambda kt: (kt[0][2], kt[0][1]))
         self.log(f"{prob.name}: n={prob.X.shape[0]} d={prob.X.shape[1]} l2={prob.l2:g} "
                  f"mean leverage {att.leverage.mean():.3f}; {len(sets) - len(todo)} of {len(sets)} sets done")
         if todo:

@@ -113,7 +113,7 @@ class GLM:
         design = Design.from_X(X, self.fit_intercept)
         return self._fit_design(design, y01, s, init)
 
-    def _fit_design(self, design: Design, y01, s, init=None, precond=None) -> "GLM":
+    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None) -> "GLM":
         """Fit on a prepared design; used by ``fit`` and by exact retraining."""
         self._check_params()
         self._design, self._y, self._s = design, y01, s
@@ -134,7 +134,9 @@ class GLM:
             theta0 = np.asarray(init, dtype=np.float64).ravel()
             if theta0.shape != (design.p,) or not np.all(np.isfinite(theta0)):
                 raise ValueError(f"init must be a finite vector of length {design.p}")
-        scale = float(np.max(design.column_l1(s)))
+        self.__dict__.pop("_col_l1", None)
+        if scale is None:
+            scale = float(np.max(self._column_l1()))
         if scale == 0:
             raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
         self._scale = scale
@@ -145,13 +147,20 @@ class GLM:
         self.converged_ = bool(res.converged)
         self.n_iter_ = int(res.n_iter)
         self.grad_norm_ = float(res.grad_norm)
-        self.n_hessians_ = res.n_hessians
+        self.n_hessians_ = res.n_hessians     # Hessians formed and factored
+        self.n_hessvec_ = res.n_hessvec       # Hessian-vector products (conjugate gradients)
         if not self.converged_:
             warnings.warn(
                 f"GLM fit stopped after {self.n_iter_} iterations with relative gradient "
                 f"{self.grad_norm_:.2e} > tol={self.tol:g}; raise max_iter or l2",
                 ConvergenceWarning, stacklevel=2)
         return self
+
+    def _column_l1(self) -> np.ndarray:
+        """``sum_i s_i |x_ij|`` per column (the gradient scale), cached."""
+        if "_col_l1" not in self.__dict__:
+            self._col_l1 = self._design.column_l1(self._s)
+        return self._col_l1
 
     def _objective(self) -> Objective:
         return Objective(self._design, self._y, self._s, self._loss, self._lam, self._pen)
