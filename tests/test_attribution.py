@@ -222,3 +222,17 @@ class TestBadInput:
     def test_unfitted_model(self):
         with pytest.raises(ValueError, match="not fitted"):
             lo.Attribution(lo.GLM())
+
+
+@pytest.mark.parametrize("penalty,form", [("fixed", "primal"), ("per_sample", "primal"), ("per_sample", "dual")])
+def test_retrain_many_equals_one_by_one(penalty, form):
+    # the lockstep batch solver (fast path) against independent serial retrains (slow twin)
+    X, y, s, m, att, _ = setup(penalty, True, False, "random", seed=12, n=90, d=8, form=form)
+    rng = np.random.default_rng(3)
+    Ts = [np.sort(rng.choice(90, k, replace=False)) for k in (1, 3, 3, 7, 12)]
+    many = att.retrain_many(Ts)
+    for T, refit in zip(Ts, many):
+        one = att.retrain(T)
+        assert refit.converged_ and refit.grad_norm_ <= m.tol
+        np.testing.assert_allclose(refit.theta_, one.theta_, rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(refit._s == 0, np.isin(np.arange(90), T) | (s == 0))

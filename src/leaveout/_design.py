@@ -26,9 +26,10 @@ class Design:
 
     @classmethod
     def from_X(cls, X, fit_intercept: bool) -> "Design":
-        """Build from validated float64 ``X``, appending a column of ones if asked."""
+        """Build from validated ``X`` (float64, or float16/32 as stored), appending a column
+        of ones if asked. The result is always float64."""
         if not fit_intercept:
-            return cls(X)
+            return cls(X if sp.issparse(X) else np.asarray(X, dtype=np.float64))
         n, d = X.shape
         if sp.issparse(X):
             return cls(sp.hstack([X, np.ones((n, 1))], format="csr"))
@@ -64,6 +65,8 @@ class Design:
 
     def rmatvec(self, r: np.ndarray) -> np.ndarray:
         """``A.T @ r`` for r of shape (n,) or (n, k)."""
+        if r.ndim == 2 and not self.sparse:
+            return (r.T @ self.A).T   # faster than A.T @ r for a few columns in OpenBLAS
         return np.asarray(self.A.T @ r)
 
     def gram(self, w: np.ndarray) -> np.ndarray:

@@ -167,3 +167,111 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
         g = obj.gradient_at(theta, z) if g_new is None else g_new
     rel = float(np.max(np.abs(g))) / scale
     return NewtonResult(theta, converged or rel <= tol, it, rel, n_hess, n_hv)
+
+
+def newton_solve_batch(design, y, S, loss, lams, pen, Theta0, scales, tol, max_iter, preconds,
+                       max_cg: int = 30):
+    """Minimise m objectives at once, in lockstep, sharing every pass over X.
+
+    Column j is the problem ``sum_i S[i, j] l(y_i, a_i^T theta) + (lams[j]/2) sum pen theta^2``
+    (a leave-T-out refit: ``S[:, j]`` is zero on its removed rows). Each Newton direction is
+    found by preconditioned CG with ``preconds(R, cols) -> approx H_j^{-1} R[:, j]`` for the
+    active columns ``cols``; Hessian-vector products of all active columns are two matrix-
+    matrix products with X. There is no Hessian refresh here: a column that does not
+    converge is reported so that the caller can finish it with :func:`newton_solve`.
+
+    Returns ``(Theta, converged (m,), n_iter (m,), grad_norm (m,))``.
+    """
+    Theta = np.array(Theta0, dtype=np.float64)
+    m = Theta.shape[1]
+    lams = np.asarray(lams, dtype=np.float64)
+    pen2 = pen[:, None]
+    Z = design.matvec(Theta)
+
+    def values(Th, Zc, cols):
+        return (np.einsum("ij,ij->j", S[:, cols], loss.value(y[:, None], Zc))
+                + 0.5 * lams[cols] * np.einsum("ij,ij->j", pen2 * Th, Th))
+
+    def gradients(Th, Zc, cols):
+        R = S[:, cols] * loss.derivative(y[:, None], Zc)
+        return design.rmatvec(R) + lams[cols] * pen2 * Th
+
+    F = values(Theta, Z, np.arange(m))
+    G = gradients(Theta, Z, np.arange(m))
+    rel = np.max(np.abs(G), axis=0) / scales
+    n_iter = np.zeros(m, dtype=int)
+    stalled = np.zeros(m, dtype=bool)
+    for _ in range(max_iter):
+        act = np.flatnonzero((rel > tol) & ~stalled)
+        if act.size == 0:
+            break
+        n_iter[act] += 1
+        W = S[:, act] * loss.curvature(y[:, None], Z[:, act])
+        B = -G[:, act]
+        eta = np.minimum(0.1, np.sqrt(rel[act]))
+        # ---- lockstep preconditioned CG on the active columns
+        X = np.zeros_like(B)
+        R = B.copy()
+        Pz = preconds(R, act)
+        P = Pz.copy()
+        rz = np.einsum("ij,ij->j", R, Pz)
+        bnorm = np.linalg.norm(B, axis=0)
+        live = np.ones(act.size, dtype=bool)
+        for _k in range(max_cg):
+            li = np.flatnonzero(live)
+            HP = design.rmatvec(W[:, li] * design.matvec(P[:, li])) + lams[act[li]] * pen2 * P[:, li]
+            pHp = np.einsum("ij,ij->j", P[:, li], HP)
+            alpha = np.where(pHp > 0, rz[li] / np.where(pHp > 0, pHp, 1.0), 0.0)
+            X[:, li] += alpha * P[:, li]
+            R[:, li] -= alpha * HP
+            done = (np.linalg.norm(R[:, li], axis=0) <= eta[li] * bnorm[li]) | (pHp <= 0)
+            live[li[done]] = False
+            li = np.flatnonzero(live)
+            if li.size == 0:
+                break
+            Pz_li = preconds(R[:, li], act[li])
+            rz_new = np.einsum("ij,ij->j", R[:, li], Pz_li)
+            P[:, li] = Pz_li + (rz_new / rz[li]) * P[:, li]
+            rz[li] = rz_new
+        # ---- backtracking line search, column by column but vectorised
+        gp = np.einsum("ij,ij->j", G[:, act], X)
+        AX = design.matvec(X)
+        step = np.ones(act.size)
+        accept = np.zeros(act.size, dtype=bool)
+        noise = 1e3 * np.finfo(float).eps * np.maximum(1.0, np.abs(F[act]))
+        G_new = np.empty_like(X)
+        have_g = np.zeros(act.size, dtype=bool)
+        bad = gp >= 0
+        while True:
+            todo = np.flatnonzero(~accept & ~bad & (step >= 1e-10))
+            if todo.size == 0:
+                break
+            cols = act[todo]
+            Zt = Z[:, cols] + step[todo] * AX[:, todo]
+            Tht = Theta[:, cols] + step[todo] * X[:, todo]
+            Ft = values(Tht, Zt, cols)
+            ok = Ft <= F[cols] + 1e-4 * step[todo] * gp[todo]
+            tiny = (-gp[todo] * step[todo] <= noise[todo]) & ~ok
+            if tiny.any():
+                sub = np.flatnonzero(tiny)
+                Gt = gradients(Tht[:, sub], Zt[:, sub], cols[sub])
+                better = np.max(np.abs(Gt), axis=0) < np.max(np.abs(G[:, cols[sub]]), axis=0)
+                G_new[:, todo[sub[better]]] = Gt[:, better]
+                have_g[todo[sub[better]]] = True
+                ok[sub[better]] = True
+            accept[todo[ok]] = True
+            step[todo[~ok]] *= 0.5
+        moved = np.flatnonzero(accept)
+        stalled[act[~accept]] = True
+        if moved.size:
+            cols = act[moved]
+            Theta[:, cols] += step[moved] * X[:, moved]
+            Z[:, cols] += step[moved] * AX[:, moved]
+            F[cols] = values(Theta[:, cols], Z[:, cols], cols)
+            need = moved[~have_g[moved]]
+            if need.size:
+                G[:, act[need]] = gradients(Theta[:, act[need]], Z[:, act[need]], act[need])
+            got = moved[have_g[moved]]
+            G[:, act[got]] = G_new[:, got]
+            rel[cols] = np.max(np.abs(G[:, cols]), axis=0) / scales[cols]
+    return Theta, rel <= tol, n_iter, rel

@@ -44,6 +44,71 @@ METHODS = ("if", "rif", "ns", "retrain")
 KINDS = ("removal", "linear")
 
 
+class _DirectSystem:
+    """``H_{-T}^{-1}`` from its own Cholesky factor (used when |T| >= p)."""
+
+    base = None
+
+    def __init__(self, L):
+        self.L = L
+
+    def apply(self, Y):
+        return cho_solve(self.L, Y)
+
+
+class _WoodburySystem:
+    """``(B - U U^T)^{-1}`` from a factor of ``B`` and the |T| x |T| capacitance matrix."""
+
+    def __init__(self, base, U):
+        self.base = base
+        self.half = hasattr(base, "half")
+        self.U = U
+        k = U.shape[1]
+        if self.half:
+            self.V = base.half(U)                 # L^{-1} U
+            K = np.eye(k) - self.V.T @ self.V
+        else:
+            self.V = base.solve(U)                # B^{-1} U
+            K = np.eye(k) - U.T @ self.V
+        try:
+            self.Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
+        except la.LinAlgError:
+            raise SingularHessianError(
+                "removing T leaves a singular Hessian (the remaining samples do not determine "
+                "the parameters); add an L2 penalty") from None
+
+    def correct_half(self, Yh):
+        """``(I + V K^{-1} V^T) Yh`` in the half-solved space."""
+        return Yh + self.V @ la.cho_solve((self.Lk, True), self.V.T @ Yh, check_finite=False)
+
+    def apply(self, Y):
+        if self.half:
+            return self.base.half_t(self.correct_half(self.base.half(Y)))
+        x = self.base.solve(Y)
+        return x + self.V @ la.cho_solve((self.Lk, True), self.U.T @ x, check_finite=False)
+
+
+def _apply_many(systems, R):
+    """Column j of the result is ``systems[j].apply(R[:, j])``; columns whose systems share a
+    Cholesky base go through its triangular solves together."""
+    out = np.empty_like(R)
+    groups = {}
+    for j, sysj in enumerate(systems):
+        key = id(sysj.base) if isinstance(sysj, _WoodburySystem) and sysj.half else None
+        groups.setdefault(key, []).append(j)
+    for key, cols in groups.items():
+        if key is None:
+            for j in cols:
+                out[:, j] = systems[j].apply(R[:, j])
+            continue
+        base = systems[cols[0]].base
+        Yh = base.half(R[:, cols])
+        for c, j in enumerate(cols):
+            Yh[:, c] = systems[j].correct_half(Yh[:, c])
+        out[:, cols] = base.half_t(Yh)
+    return out
+
+
 class Attribution:
     """Predict and measure the effect of removing training samples from a fitted GLM.
 
@@ -292,7 +357,7 @@ class Attribution:
 
     def _ns_system(self, T):
         """The leave-T-out Hessian at theta, ``H_{-T} = B - U U^T`` with ``B = H - C_T M``,
-        prepared for Woodbury: returns ``(G, apply)`` where ``apply(Y) = H_{-T}^{-1} Y``.
+        prepared for Woodbury: returns ``(G, system)`` with ``system.apply(Y) = H_{-T}^{-1} Y``.
 
         With the Cholesky factor ``B = L L^T`` and ``V = L^{-1} U`` (one triangular solve
         with |T| right-hand sides), ``H_{-T}^{-1} = L^{-T} (I + V (I - V^T V)^{-1} V^T) L^{-1}``.
@@ -307,42 +372,19 @@ class Attribution:
         X_T = self._design.dense_rows(T)
         U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k)
         C = float(self._c[T].sum())
-        k, p = T.size, self._design.p
-        if k >= p and self.form == "primal":
+        if T.size >= self._design.p and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
-            Lm = cholesky(Hm, "leave-T-out Hessian")
-            out = (G, lambda Y: cho_solve(Lm, Y))
+            out = (G, _DirectSystem(cholesky(Hm, "leave-T-out Hessian")))
         else:
-            B = self._ns_base(C)
-            if hasattr(B, "half"):
-                V = B.half(U)
-                K = np.eye(k) - V.T @ V
-            else:
-                V = B.solve(U)
-                K = np.eye(k) - U.T @ V
-            try:
-                Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
-            except la.LinAlgError:
-                raise SingularHessianError(
-                    "removing T leaves a singular Hessian (the remaining samples do not determine "
-                    "the parameters); add an L2 penalty") from None
-            if hasattr(B, "half"):
-                def apply(Y):
-                    Yh = B.half(Y)
-                    return B.half_t(Yh + V @ la.cho_solve((Lk, True), V.T @ Yh, check_finite=False))
-            else:
-                def apply(Y):
-                    x = B.solve(Y)
-                    return x + V @ la.cho_solve((Lk, True), U.T @ x, check_finite=False)
-            out = (G, apply)
+            out = (G, _WoodburySystem(self._ns_base(C), U))
         self._ns_cache = (key, out)
         return out
 
     def _newton_step(self, T):
         """``H_{-T}^{-1} sum_{i in T} g_i`` by Woodbury on the |T| x |T| block."""
-        G, apply = self._ns_system(T)
-        return apply(G)
+        G, system = self._ns_system(T)
+        return system.apply(G)
 
     def retrain(self, T, tol=None, max_iter=None, init=None):
         """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
@@ -364,7 +406,8 @@ class Attribution:
         if np.unique(m._y[s > 0]).size < 2:
             raise ValueError("T removes every sample of one class; the refit is undefined")
         try:
-            G, precond = self._ns_system(T)
+            G, system = self._ns_system(T)
+            precond = system.apply
             if init is None:
                 init = self.theta + precond(G)
         except SingularHessianError:
@@ -379,6 +422,66 @@ class Attribution:
         refit._fit_design(self._design, m._y, s, init=init, precond=precond,
                           scale=float(np.max(scale_cols)))
         return refit
+
+    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
+        """Exact refits for several removal sets at once; same results as :meth:`retrain`.
+
+        The refits run in lockstep: every pass over X serves all of them (matrix-matrix
+        instead of matrix-vector products), each preconditioned by its own leave-T-out
+        Hessian at the full fit. A refit that does not converge this way is finished by
+        :meth:`retrain`, which may factor a fresh Hessian.
+
+        Parameters
+        ----------
+        Ts : sequence of array-like of int
+            Removal sets.
+        systems : list, optional
+            ``self._ns_system(T)`` for each set, when the caller already has them.
+
+        Returns
+        -------
+        list of GLM
+        """
+        from ._newton import newton_solve_batch
+        from .model import GLM
+        Ts = [self._check_T(T) for T in Ts]
+        m = self.model
+        tol = m.tol if tol is None else tol
+        max_iter = m.max_iter if max_iter is None else max_iter
+        n, k = self.n_samples, len(Ts)
+        if k == 0:
+            return []
+        S = np.repeat(m._s[:, None], k, axis=1)
+        given = systems
+        systems, Theta0, scales = [], np.empty((self._design.p, k)), np.empty(k)
+        col_l1 = m._column_l1()
+        for j, T in enumerate(Ts):
+            S[T, j] = 0.0
+            if np.unique(m._y[S[:, j] > 0]).size < 2:
+                raise ValueError("T removes every sample of one class; the refit is undefined")
+            G, system = given[j] if given is not None else self._ns_system(T)
+            systems.append(system)
+            Theta0[:, j] = self.theta + system.apply(G)
+            scales[j] = np.max(col_l1 - np.abs(self._design.dense_rows(T)).T @ m._s[T])
+        lams = m.l2 * S.sum(axis=0) if m.penalty == "per_sample" else np.full(k, m._lam)
+
+        def preconds(R, cols):
+            return _apply_many([systems[c] for c in cols], R)
+
+        Theta, conv, n_it, rel = newton_solve_batch(
+            self._design, m._y, S, m._loss, lams, m._pen, Theta0, scales, tol, max_iter, preconds)
+        out = []
+        for j, T in enumerate(Ts):
+            if not conv[j]:
+                out.append(self.retrain(T, tol=tol, max_iter=max_iter, init=Theta[:, j]))
+                continue
+            refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
+                        tol=tol, max_iter=max_iter)
+            refit.classes_, refit.n_features_in_ = m.classes_, m.n_features_in_
+            refit._setup(self._design, m._y, S[:, j].copy(), scale=float(scales[j]))
+            refit._finish(Theta[:, j], True, n_it[j], rel[j])
+            out.append(refit)
+        return out
 
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
         """Effect on ``metric`` of removing ``T``, as predicted by ``method`` (or measured).

@@ -16,7 +16,8 @@ __all__ = ["Dataset", "load_npz", "load_bundled", "resolve", "list_datasets", "B
 
 @dataclass
 class Dataset:
-    """A train/test split ready for fitting (features float64, labels as stored)."""
+    """A train/test split ready for fitting (features as stored, float16/32/64 or CSR float64;
+    labels as stored)."""
 
     name: str
     X_train: object
@@ -52,7 +53,8 @@ def _matrix(z, stem, path):
     X = _part(z, stem, path)
     if X.ndim != 2 or X.dtype.kind not in "fiub":
         raise ValueError(f"{path}: {stem} must be a 2-D numeric array, got {X.dtype} of shape {X.shape}")
-    return X.astype(np.float64)
+    # float16/32 stay as stored (exact in float64 later); the model builds its float64 copy
+    return X if X.dtype in (np.float16, np.float32, np.float64) else X.astype(np.float64)
 
 
 def load_npz(path, name: str | None = None) -> Dataset:

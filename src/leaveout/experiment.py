@@ -44,6 +44,8 @@ RESULT_COLUMNS = ["dataset", "strategy", "k", "metric", "actual", "if", "rif", "
 POISON_COLUMNS = ["dataset", "test_index", "actual", "if", "rif", "retrain_converged", "retrain_grad_norm"]
 METRIC_NAMES = ("test-pred", "test-loss", "self-loss")
 METHODS = ("if", "rif", "ns")
+#: Removal sets whose retrains run in lockstep (one batch is the unit of work in flight).
+BATCH_SETS = 14
 
 
 class RunError(ValueError):
@@ -211,32 +213,52 @@ class ResultStore:
 _WORK = {}
 
 
-def _evaluate(task):
-    """Certified retrain plus IF / RIF / NS for one removal set -> result rows."""
-    key, T = task
+def _evaluate(tasks):
+    """Certified retrains plus IF / RIF / NS for a batch of removal sets -> rows per set.
+
+    The retrains of the batch run in lockstep (:meth:`Attribution.retrain_many`), so every
+    pass over X serves all of them.
+    """
     att, metrics = _WORK["att"], _WORK["metrics"]
-    dataset, strategy, k = key
-    deltas = {m: att.delta(T, m) for m in METHODS}
+    deltas, systems, Ts = [], [], []
+    for key, T in tasks:
+        G, system = att._ns_system(T)
+        d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": system.apply(G)}
+        deltas.append(d)
+        systems.append((G, system))
+        Ts.append(T)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            refit = att.retrain(T, init=att.theta + deltas["ns"])
-            deltas["actual"] = refit.theta_ - att.theta
+            refits = att.retrain_many(Ts, systems=systems)
+        except ValueError:   # e.g. a set removes a whole class: retrain them one by one
+            refits = []
+            for T in Ts:
+                try:
+                    refits.append(att.retrain(T))
+                except ValueError:
+                    refits.append(None)
+    out = []
+    for (key, T), d, refit in zip(tasks, deltas, refits):
+        dataset, strategy, k = key
+        if refit is not None:
+            d["actual"] = refit.theta_ - att.theta
             converged, gnorm = bool(refit.converged_), float(refit.grad_norm_)
-        except ValueError:
+        else:
             converged, gnorm = False, float("nan")
-    eff = att.effects_of(deltas, metrics)
-    rows = []
-    for name in metrics:
-        row = {"dataset": dataset, "strategy": strategy, "k": int(k), "metric": name,
-               "retrain_converged": converged, "retrain_grad_norm": gnorm}
-        for m, (removal, linear) in eff[name].items():
-            row[m] = removal
-            row[f"{m}_linear"] = linear
-        row.setdefault("actual", float("nan"))
-        row.setdefault("actual_linear", float("nan"))
-        rows.append(row)
-    return rows
+        eff = att.effects_of(d, metrics)
+        rows = []
+        for name in metrics:
+            row = {"dataset": dataset, "strategy": strategy, "k": int(k), "metric": name,
+                   "retrain_converged": converged, "retrain_grad_norm": gnorm}
+            for m, (removal, linear) in eff[name].items():
+                row[m] = removal
+                row[f"{m}_linear"] = linear
+            row.setdefault("actual", float("nan"))
+            row.setdefault("actual_linear", float("nan"))
+            rows.append(row)
+        out.append(rows)
+    return out
 
 
 def _init_worker():
@@ -425,7 +447,8 @@ class Runner:
             if name == "self-loss" and Strategy.HIGH_SELF_LOSS not in strategies:
                 continue
             scores[name] = att.scores(metrics[name], "if")
-        ctx = RemovalContext(prob.X, scores)
+        A = model._design.A
+        ctx = RemovalContext(A[:, :-1] if model.fit_intercept else A, scores)   # float64 view
         ks = removal_sizes(prob.X.shape[0], prob.sizes)
         sets = []
         for strat in strategies:
@@ -465,17 +488,20 @@ class Runner:
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
         try:
+            # batches of consecutive sets (same or neighbouring sizes) share passes over X
+            batches = [todo[i:i + BATCH_SETS] for i in range(0, len(todo), BATCH_SETS)]
             if self.jobs == 1:
-                results = map(_evaluate, todo)
+                results = map(_evaluate, batches)
                 pool = None
             else:
                 import multiprocessing as mp
                 pool = mp.get_context("fork").Pool(self.jobs, initializer=_init_worker)
-                results = pool.imap_unordered(_evaluate, todo)
-            for rows in results:
-                self.results.append(rows)
-                n_bad += not rows[0]["retrain_converged"]
-                bar.update(1)
+                results = pool.imap_unordered(_evaluate, batches)
+            for batch_rows in results:
+                for rows in batch_rows:
+                    self.results.append(rows)
+                    n_bad += not rows[0]["retrain_converged"]
+                    bar.update(1)
             if pool is not None:
                 pool.close()
                 pool.join()

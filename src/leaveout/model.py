@@ -113,8 +113,8 @@ class GLM:
         design = Design.from_X(X, self.fit_intercept)
         return self._fit_design(design, y01, s, init)
 
-    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None) -> "GLM":
-        """Fit on a prepared design; used by ``fit`` and by exact retraining."""
+    def _setup(self, design: Design, y01, s, scale=None):
+        """Attach training rows and derived constants (penalty mask, lambda in sum form, scale)."""
         self._check_params()
         self._design, self._y, self._s = design, y01, s
         pen = np.ones(design.p)
@@ -128,33 +128,39 @@ class GLM:
             raise SingularHessianError(
                 f"with l2=0 and {design.p} parameters for {n_eff} samples the Hessian is singular; "
                 "add an L2 penalty (l2 > 0, or --l2 on the command line)")
-        if init is None:
-            theta0 = np.zeros(design.p)
-        else:
-            theta0 = np.asarray(init, dtype=np.float64).ravel()
-            if theta0.shape != (design.p,) or not np.all(np.isfinite(theta0)):
-                raise ValueError(f"init must be a finite vector of length {design.p}")
         self.__dict__.pop("_col_l1", None)
         if scale is None:
             scale = float(np.max(self._column_l1()))
         if scale == 0:
             raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
         self._scale = scale
-        obj = self._objective()
-        res = newton_solve(obj, theta0, scale, self.tol, self.max_iter, check_separable=(lam == 0),
-                           precond=precond)
-        self._set_theta(res.theta)
-        self.converged_ = bool(res.converged)
-        self.n_iter_ = int(res.n_iter)
-        self.grad_norm_ = float(res.grad_norm)
-        self.n_hessians_ = res.n_hessians     # Hessians formed and factored
-        self.n_hessvec_ = res.n_hessvec       # Hessian-vector products (conjugate gradients)
+
+    def _finish(self, theta, converged, n_iter, grad_norm, n_hessians=0, n_hessvec=0):
+        self._set_theta(theta)
+        self.converged_ = bool(converged)
+        self.n_iter_ = int(n_iter)
+        self.grad_norm_ = float(grad_norm)
+        self.n_hessians_ = int(n_hessians)    # Hessians formed and factored
+        self.n_hessvec_ = int(n_hessvec)      # Hessian-vector products (conjugate gradients)
         if not self.converged_:
             warnings.warn(
                 f"GLM fit stopped after {self.n_iter_} iterations with relative gradient "
                 f"{self.grad_norm_:.2e} > tol={self.tol:g}; raise max_iter or l2",
-                ConvergenceWarning, stacklevel=2)
+                ConvergenceWarning, stacklevel=3)
         return self
+
+    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None) -> "GLM":
+        """Fit on a prepared design; used by ``fit`` and by exact retraining."""
+        self._setup(design, y01, s, scale)
+        if init is None:
+            theta0 = np.zeros(design.p)
+        else:
+            theta0 = np.asarray(init, dtype=np.float64).ravel()
+            if theta0.shape != (design.p,) or not np.all(np.isfinite(theta0)):
+                raise ValueError(f"init must be a finite vector of length {design.p}")
+        res = newton_solve(self._objective(), theta0, self._scale, self.tol, self.max_iter,
+                           check_separable=(self._lam == 0), precond=precond)
+        return self._finish(res.theta, res.converged, res.n_iter, res.grad_norm, res.n_hessians, res.n_hessvec)
 
     def _column_l1(self) -> np.ndarray:
         """``sum_i s_i |x_ij|`` per column (the gradient scale), cached."""
