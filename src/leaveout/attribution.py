@@ -503,11 +503,13 @@ class Attribution:
             return float(0.5 * self._hess_quad(dtheta))
         return float(metric.gradient(self.model, self.theta) @ dtheta)
 
-    def effects_of(self, deltas: dict, metrics: dict) -> dict:
+    def effects_of(self, deltas: dict, metrics: dict, XD=None) -> dict:
         """Removal and linear effects of several parameter changes on several metrics.
 
         Equivalent to calling :meth:`effect_of` for every pair, but the training-objective
         metric (SelfLoss) is evaluated for all changes with one pass over X.
+
+        ``XD``, optional: ``X @ column_stack(deltas.values())`` when the caller has it.
 
         Returns ``{metric name: {delta name: (removal, linear)}}``.
         """
@@ -520,8 +522,7 @@ class Attribution:
             if isinstance(metric, SelfLoss) and metric.value.__func__ is SelfLoss.value and names:
                 m = self.model
                 if XD is None:
-                    D = np.column_stack([deltas[k] for k in names])
-                    XD = self._design.matvec(D)
+                    XD = self._design.matvec(np.column_stack([deltas[k] for k in names]))
                 lv = m._loss.value
                 base = lv(m._y, self._z)
                 for j, k in enumerate(names):

@@ -238,15 +238,21 @@ def _evaluate(tasks):
                     refits.append(att.retrain(T))
                 except ValueError:
                     refits.append(None)
-    out = []
-    for (key, T), d, refit in zip(tasks, deltas, refits):
-        dataset, strategy, k = key
+    status = []
+    for d, refit in zip(deltas, refits):
         if refit is not None:
             d["actual"] = refit.theta_ - att.theta
-            converged, gnorm = bool(refit.converged_), float(refit.grad_norm_)
+            status.append((bool(refit.converged_), float(refit.grad_norm_)))
         else:
-            converged, gnorm = False, float("nan")
-        eff = att.effects_of(d, metrics)
+            status.append((False, float("nan")))
+    # one pass over X for the self-loss of every estimate of every set in the batch
+    XD_all = att._design.matvec(np.column_stack([v for d in deltas for v in d.values()]))
+    out = []
+    col = 0
+    for (key, T), d, (converged, gnorm) in zip(tasks, deltas, status):
+        dataset, strategy, k = key
+        eff = att.effects_of(d, metrics, XD=XD_all[:, col:col + len(d)])
+        col += len(d)
         rows = []
         for name in metrics:
             row = {"dataset": dataset, "strategy": strategy, "k": int(k), "metric": name,
