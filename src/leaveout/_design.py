@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-# Rows per block when a product needs a dense temporary of the block (~32 MB).
-_BLOCK_ELEMENTS = 1 << 22
+# Rows per block when a product needs a dense temporary of the block (~8 MB).
+_BLOCK_ELEMENTS = 1 << 20
 
 
 class Design:

@@ -20,25 +20,26 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as la
 
-from ._newton import cho_solve, cholesky
+from ._newton import cho_solve, cholesky, cholesky_inplace
 from .exceptions import SingularHessianError  # noqa: F401  (re-raised by cholesky)
 
 
 class PrimalFactor:
     """``H`` through its (p, p) Cholesky factor ``L``.
 
-    A shifted factor (``keep_matrix=False``) keeps only ``L``, to save memory.
+    One array holds both: ``L`` in the lower triangle, ``H``'s strict upper triangle above
+    it (LAPACK solves read only the lower one), and ``H``'s diagonal in a vector.
     """
 
     kind = "primal"
 
-    def __init__(self, design, w, lam, pen, H=None, keep_matrix=True):
+    def __init__(self, design, w, lam, pen, H=None):
         self.design, self.w, self.lam, self.pen = design, w, float(lam), pen
         if H is None:
             H = design.gram(w)
             H[np.diag_indices_from(H)] += lam * pen
-        self.H = H if keep_matrix else None
-        self.L = cholesky(H)
+        self.hdiag = np.diag(H).copy()
+        self.L = cholesky_inplace(H)
 
     def solve(self, B):
         return cho_solve(self.L, B)
@@ -65,13 +66,55 @@ class PrimalFactor:
         return self.w * out
 
     def matrix(self):
-        return self.H
+        """A fresh copy of ``H``."""
+        H = np.triu(self.L, 1)
+        H += H.T
+        H[np.diag_indices_from(H)] = self.hdiag
+        return H
 
     def shifted(self, c):
-        """The factor of ``H - c M`` (keeps only its Cholesky factor)."""
-        Hc = self.H.copy()
+        """The factor of ``H - c M``."""
+        Hc = self.matrix()
         Hc[np.diag_indices_from(Hc)] -= c * self.pen
-        return PrimalFactor(self.design, self.w, self.lam - c, self.pen, Hc, keep_matrix=False)
+        return PrimalFactor(self.design, self.w, self.lam - c, self.pen, Hc)
+
+    def refined(self, c):
+        """A solver of ``(H - c M) x = b`` by refinement on this factor (no new factor)."""
+        return _Refined(self, c)
+
+
+class _Refined:
+    """``(H - c M)^{-1}`` by the fixed-point iteration ``x <- H^{-1} (b + c M x)``.
+
+    It converges at rate ``c / lambda_min(H)``; for one sample's penalty share under
+    "per_sample" that is at most ``1 / n``, so a few solves reach full precision. When it
+    converges too slowly an explicit factor is built instead.
+    """
+
+    def __init__(self, base, c):
+        self.base, self.c, self.w = base, float(c), base.w
+        self.design, self.pen = base.design, base.pen
+        self._explicit = None
+
+    def solve(self, B):
+        if self._explicit is not None:
+            return self._explicit.solve(B)
+        cm = (self.c * self.pen).reshape(-1, *([1] * (B.ndim - 1)))
+        x = self.base.solve(B)
+        for _ in range(60):
+            x_new = self.base.solve(B + cm * x)
+            if np.max(np.abs(x_new - x)) <= 4 * np.finfo(float).eps * np.max(np.abs(x_new)):
+                return x_new
+            x = x_new
+        self._explicit = self.base.shifted(self.c)
+        return self._explicit.solve(B)
+
+    def leverage(self, idx=None):
+        if idx is None:
+            return self.base.shifted(self.c).leverage()
+        rows = self.design.dense_rows(idx)
+        return self.w[idx] * np.einsum("ij,ji->i", rows, self.solve(rows.T))
+
 
 class _KernelInverse:
     """``K^{-1}`` for ``K = lam I + G`` by Cholesky."""
@@ -145,6 +188,9 @@ class DualFactor:
 
     def shifted(self, c):
         return DualFactor(self.design, self.w, self.lam - c, self.pen, G=self.G)
+
+    def refined(self, c):
+        return self.shifted(c)
 
 
 def make_factor(design, w, lam, pen, form="auto"):

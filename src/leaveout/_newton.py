@@ -43,6 +43,18 @@ def cholesky(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
     return L
 
 
+def cholesky_inplace(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
+    """Overwrite the lower triangle of the symmetric ``H`` with its Cholesky factor and keep
+    ``H``'s strict upper triangle as it was (one array holds both)."""
+    L, info = la.lapack.dpotrf(H, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        raise SingularHessianError(f"the {what} is singular or not positive definite; {_SINGULAR_HINT}")
+    d = np.diag(L)
+    if d.min() <= np.sqrt(np.finfo(float).eps * H.shape[0]) * 1e-4 * d.max():
+        raise SingularHessianError(f"the {what} is numerically singular; {_SINGULAR_HINT}")
+    return L
+
+
 def cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
     return la.cho_solve((L, True), b, check_finite=False)
 

@@ -29,6 +29,8 @@ one-step leave-one-out of logistic regression.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import scipy.linalg as la
 
@@ -62,7 +64,7 @@ class _WoodburySystem:
     def __init__(self, base, U):
         self.base = base
         self.half = hasattr(base, "half")
-        self.U = U
+        self.U = None if self.half else U         # only the non-half form needs U again
         k = U.shape[1]
         if self.half:
             self.V = base.half(U)                 # L^{-1} U
@@ -130,7 +132,7 @@ class Attribution:
     theta : ndarray of shape (n_params,)
         Fitted parameters, intercept last.
     hessian : ndarray of shape (n_params, n_params)
-        Hessian of the sum-form objective at ``theta`` (formed on first use in the dual form).
+        Hessian of the sum-form objective at ``theta`` (a fresh copy on each access).
     """
 
     def __init__(self, model, form: str = "auto"):
@@ -156,14 +158,14 @@ class Attribution:
         self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
         self._factor = make_factor(d, self._w, model._lam, model._pen, form)
         self._shifted = {}     # c -> (factor of H - c M, t = (H - cM)^-1 b)
-        self._ns_shift = None  # (C, factor of H - C M) for the last NS penalty share
+        self._ns_shift = {}    # C -> factor of H - C M, for the last NS penalty shares
+        self._ns_shift_keep = 1   # how many of them to keep (one per worker thread)
         self._ns_cache = None  # (T bytes, Woodbury system) of the last removal set
+        self._lock = threading.Lock()   # the caches are shared by worker threads
 
     @property
     def hessian(self) -> np.ndarray:
-        if not hasattr(self, "_hessian"):
-            self._hessian = self._factor.matrix()
-        return self._hessian
+        return self._factor.matrix()
 
     @property
     def form(self) -> str:
@@ -186,13 +188,21 @@ class Attribution:
         return self._factor.solve(B)
 
     def _shift(self, c: float):
-        """Factor of ``H - c M`` and ``(H - c M)^-1 b``."""
+        """Solver of ``H - c M`` (one sample's penalty share taken out) and ``(H - c M)^-1 b``.
+
+        Under the primal form this refines on the full factor (no second p x p factor is
+        kept); the leverages of all samples use a transient explicit factor.
+        """
         if c == 0.0:
             return self._factor, np.zeros(self._design.p)
-        if c not in self._shifted:
-            Fc = self._factor.shifted(c)
-            self._shifted[c] = (Fc, Fc.solve(self._b))
-        return self._shifted[c]
+        with self._lock:
+            hit = self._shifted.get(c)
+        if hit is None:
+            Fc = self._factor.refined(c)
+            hit = (Fc, Fc.solve(self._b))
+            with self._lock:
+                self._shifted[c] = hit
+        return hit
 
     @property
     def leverage(self) -> np.ndarray:
@@ -350,12 +360,18 @@ class Attribution:
         """Factor of ``B = H - C M`` (``C`` = the penalty share of T); the last one is kept."""
         if C == 0.0:
             return self._factor
-        if self._ns_shift is None or self._ns_shift[0] != C:
-            self._ns_shift = None   # free the old factor before building the new one
-            self._ns_shift = (C, self._factor.shifted(C))
-        return self._ns_shift[1]
+        with self._lock:
+            hit = self._ns_shift.get(C)
+            if hit is not None:
+                return hit
+            # drop the oldest entries first (a factor still in use stays alive with its user)
+            while len(self._ns_shift) >= self._ns_shift_keep:
+                self._ns_shift.pop(next(iter(self._ns_shift)))
+            factor = self._factor.shifted(C)    # under the lock: threads share one factor per C
+            self._ns_shift[C] = factor
+        return factor
 
-    def _ns_system(self, T):
+    def _ns_system(self, T, cache=True):
         """The leave-T-out Hessian at theta, ``H_{-T} = B - U U^T`` with ``B = H - C_T M``,
         prepared for Woodbury: returns ``(G, system)`` with ``system.apply(Y) = H_{-T}^{-1} Y``.
 
@@ -365,9 +381,10 @@ class Attribution:
         its preconditioner.
         """
         key = T.tobytes()
-        if self._ns_cache is not None and self._ns_cache[0] == key:
-            return self._ns_cache[1]
-        self._ns_cache = None
+        with self._lock:
+            hit = self._ns_cache
+        if cache and hit is not None and hit[0] == key:
+            return hit[1]
         G = self._group_gradient(T)
         X_T = self._design.dense_rows(T)
         U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k)
@@ -378,7 +395,9 @@ class Attribution:
             out = (G, _DirectSystem(cholesky(Hm, "leave-T-out Hessian")))
         else:
             out = (G, _WoodburySystem(self._ns_base(C), U))
-        self._ns_cache = (key, out)
+        if cache:
+            with self._lock:
+                self._ns_cache = (key, out)
         return out
 
     def _newton_step(self, T):

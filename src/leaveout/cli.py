@@ -47,6 +47,13 @@ def parse_index_list(text: str, arg: str) -> np.ndarray:
         raise UserError(f"{arg}: {bad!r} is not an integer row index") from None
 
 
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
 def _add_model_args(p):
     p.add_argument("data", metavar="DATA", help=".npz file with X_train, y_train, X_test, y_test")
     p.add_argument("--test-index", metavar="LIST",
@@ -89,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="penalty convention (default per_sample, as in the paper)")
     p.add_argument("--strategy", action="append", metavar="NAME",
                    help="removal strategy; repeatable (default: the paper's seven)")
-    p.add_argument("--jobs", type=int, default=1, metavar="J", help="parallel retrain processes (default 1)")
+    p.add_argument("--jobs", type=int, default=_cores(), metavar="J",
+                   help=f"worker threads for the retrains (default: the number of cores, {_cores()} here)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
                    help="folder of .npz datasets to find DATASET names in (default $LEAVEOUT_DATA_DIR)")

@@ -44,8 +44,25 @@ RESULT_COLUMNS = ["dataset", "strategy", "k", "metric", "actual", "if", "rif", "
 POISON_COLUMNS = ["dataset", "test_index", "actual", "if", "rif", "retrain_converged", "retrain_grad_norm"]
 METRIC_NAMES = ("test-pred", "test-loss", "self-loss")
 METHODS = ("if", "rif", "ns")
-#: Removal sets whose retrains run in lockstep (one batch is the unit of work in flight).
+#: Removal sets whose retrains run in lockstep (one batch is the unit of work in flight):
+#: at most this many sets, and at most this many removed rows in all (memory).
 BATCH_SETS = 14
+BATCH_ROWS = 2000
+
+
+def _batches(todo):
+    """Consecutive sets (same or neighbouring sizes) grouped so that they share passes over X."""
+    out, cur, rows = [], [], 0
+    for task in todo:
+        k = len(task[1])
+        if cur and (len(cur) >= BATCH_SETS or rows + k > BATCH_ROWS):
+            out.append(cur)
+            cur, rows = [], 0
+        cur.append(task)
+        rows += k
+    if cur:
+        out.append(cur)
+    return out
 
 
 class RunError(ValueError):
@@ -222,7 +239,7 @@ def _evaluate(tasks):
     att, metrics = _WORK["att"], _WORK["metrics"]
     deltas, systems, Ts = [], [], []
     for key, T in tasks:
-        G, system = att._ns_system(T)
+        G, system = att._ns_system(T, cache=False)
         d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": system.apply(G)}
         deltas.append(d)
         systems.append((G, system))
@@ -267,24 +284,17 @@ def _evaluate(tasks):
     return out
 
 
-def _init_worker():
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def _versions():
     import scipy
 
     from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
     out = {"leaveout": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
            "python": platform.python_version()}
-    for mod in ("sklearn", "matplotlib"):
+    for dist in ("scikit-learn", "matplotlib", "tqdm"):
         try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
+            out[dist] = version(dist)      # without importing the package (memory)
+        except PackageNotFoundError:
             pass
     return out
 
@@ -398,8 +408,11 @@ class Runner:
                                          self._l2(ds.name), cfg.sizes))
         if 2 in cfg.figures:
             problems += self._figure2_problems(data)
-        for prob in problems:
-            self._run_protocol(prob, done)
+        if 2 not in cfg.figures and 3 not in cfg.figures:
+            for ds in data:      # the problems hold what they need; free the rest
+                ds.X_train = None
+        while problems:
+            self._run_protocol(problems.pop(0), done)
         if 3 in cfg.figures:
             self._run_poisoning(data[0])
         self.meta["seconds"] = self.meta.get("seconds", 0.0) + (time.perf_counter() - t0)
@@ -439,11 +452,13 @@ class Runner:
     def _run_protocol(self, prob: _Problem, done):
         cfg = self.config
         model = self._fit(prob)
+        n_rows, n_cols = prob.X.shape
+        prob.X = None            # the model holds the float64 design; drop the raw copy
         att = Attribution(model)
         idx = select_test_subset(model, prob.X_test, prob.y_test, seed=cfg.seed)
         self.meta["test_index"][prob.name] = idx.tolist()
         self.meta["l2"][prob.name] = prob.l2
-        self.meta["n"][prob.name], self.meta["d"][prob.name] = map(int, prob.X.shape)
+        self.meta["n"][prob.name], self.meta["d"][prob.name] = int(n_rows), int(n_cols)
         self._save_meta()
         metrics = {"test-pred": TestPrediction(prob.X_test[idx]),
                    "test-loss": TestLoss(prob.X_test[idx], prob.y_test[idx]), "self-loss": SelfLoss()}
@@ -453,9 +468,9 @@ class Runner:
             if name == "self-loss" and Strategy.HIGH_SELF_LOSS not in strategies:
                 continue
             scores[name] = att.scores(metrics[name], "if")
-        A = model._design.A
-        ctx = RemovalContext(A[:, :-1] if model.fit_intercept else A, scores)   # float64 view
-        ks = removal_sizes(prob.X.shape[0], prob.sizes)
+        # the float64 design itself (its intercept column leaves L2 distances unchanged)
+        ctx = RemovalContext(model._design.A, scores, n_features=n_cols)
+        ks = removal_sizes(n_rows, prob.sizes)
         sets = []
         for strat in strategies:
             rng = np.random.default_rng(_stable_seed(cfg.seed, prob.name, strat.value))
@@ -464,7 +479,7 @@ class Runner:
         self._record_sets(prob.name, sets)
         # size-major order: under per_sample, sets of one size share the factor of H - C M
         todo = sorted(((key, T) for key, T in sets if key not in done), key=lambda kt: (kt[0][2], kt[0][1]))
-        self.log(f"{prob.name}: n={prob.X.shape[0]} d={prob.X.shape[1]} l2={prob.l2:g} "
+        self.log(f"{prob.name}: n={n_rows} d={n_cols} l2={prob.l2:g} "
                  f"mean leverage {att.leverage.mean():.3f}; {len(sets) - len(todo)} of {len(sets)} sets done")
         if todo:
             self._evaluate_all(att, metrics, todo, prob.name)
@@ -489,33 +504,37 @@ class Runner:
             _atomic_write(path, "".join(json.dumps(o) + "\n" for o in lines))
 
     def _evaluate_all(self, att, metrics, todo, label):
-        from tqdm.auto import tqdm
+        """Evaluate removal sets in batches; with ``jobs > 1``, in that many threads.
+
+        Threads share X and the factorisations (no copies); each runs its BLAS calls on
+        one core. Rows are stored as soon as a batch is done.
+        """
+        from contextlib import nullcontext
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm import tqdm
         _WORK["att"], _WORK["metrics"] = att, metrics
+        att.rif_leverage  # noqa: B018  (computed once here, not by each worker)
+        att._ns_shift_keep = self.jobs
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
+        batches = _batches(todo)
+        pool = ThreadPoolExecutor(self.jobs) if self.jobs > 1 else None
+        limit = nullcontext()
+        if pool is not None:
+            from threadpoolctl import threadpool_limits
+            limit = threadpool_limits(1)
         try:
-            # batches of consecutive sets (same or neighbouring sizes) share passes over X
-            batches = [todo[i:i + BATCH_SETS] for i in range(0, len(todo), BATCH_SETS)]
-            if self.jobs == 1:
-                results = map(_evaluate, batches)
-                pool = None
-            else:
-                import multiprocessing as mp
-                pool = mp.get_context("fork").Pool(self.jobs, initializer=_init_worker)
-                results = pool.imap_unordered(_evaluate, batches)
-            for batch_rows in results:
-                for rows in batch_rows:
-                    self.results.append(rows)
-                    n_bad += not rows[0]["retrain_converged"]
-                    bar.update(1)
-            if pool is not None:
-                pool.close()
-                pool.join()
-        except BaseException:
-            if self.jobs > 1 and pool is not None:
-                pool.terminate()
-            raise
+            with limit:
+                results = map(_evaluate, batches) if pool is None else pool.map(_evaluate, batches)
+                for batch_rows in results:
+                    for rows in batch_rows:
+                        self.results.append(rows)
+                        n_bad += not rows[0]["retrain_converged"]
+                        bar.update(1)
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             _WORK.clear()
         if n_bad:
@@ -532,7 +551,7 @@ class Runner:
         picks = rng.choice(n_test, size=min(cfg.n_poison, n_test), replace=False)
         done = {r["test_index"] for r in self.poison.load() if r["dataset"] == ds.name}
         import scipy.sparse as sp
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         y_classes = np.unique(ds.y_train)
         for j in tqdm(picks, desc=f"{ds.name} poisoning", unit="pt", disable=None if self.progress else True, leave=False):
             j = int(j)

@@ -40,19 +40,36 @@ class RemovalContext:
 
     Parameters
     ----------
-    X : ndarray or sparse matrix of shape (n_samples, n_features)
-        Training features (no intercept column).
+    X : ndarray or sparse matrix of shape (n_samples, n_columns)
+        Training features; extra trailing columns (an intercept column of ones) may follow
+        the ``n_features`` real ones: they do not change L2 distances between rows.
     scores : dict of str to ndarray of shape (n_samples,)
         IF linear effects of removing each sample, keyed by metric name
         (``"test-loss"``, ``"test-pred"``, ``"self-loss"``), for the top strategies.
+    n_features : int, optional
+        Number of real feature columns (default: all columns).
     """
 
     X: object
     scores: dict = field(default_factory=dict)
+    n_features: int | None = None
+
+    def __post_init__(self):
+        if self.n_features is None:
+            self.n_features = self.X.shape[1]
+        self._sq = None
 
     @property
     def n(self) -> int:
         return self.X.shape[0]
+
+    def sq_norms(self) -> np.ndarray:
+        """Squared row norms, computed once."""
+        if self._sq is None:
+            X = self.X
+            self._sq = (np.asarray(X.multiply(X).sum(axis=1)).ravel() if sp.issparse(X)
+                        else np.einsum("ij,ij->i", X, X))
+        return self._sq
 
 
 def removal_sizes(n: int, count: int = 40, low: float = 0.001, high: float = 0.05) -> np.ndarray:
@@ -81,7 +98,7 @@ def _column(X, j):
 
 def _cluster_feature(ctx, k, rng):
     i = int(rng.integers(ctx.n))
-    j = int(rng.integers(ctx.X.shape[1]))
+    j = int(rng.integers(ctx.n_features))
     col = _column(ctx.X, j)
     return _k_nearest(np.abs(col - col[i]), k, rng)
 
@@ -89,14 +106,9 @@ def _cluster_feature(ctx, k, rng):
 def _cluster_l2(ctx, k, rng):
     i = int(rng.integers(ctx.n))
     X = ctx.X
-    if sp.issparse(X):
-        sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-        xi = X[i].toarray().ravel()
-        cross = np.asarray(X @ xi).ravel()
-    else:
-        sq = np.einsum("ij,ij->i", X, X)
-        xi = X[i]
-        cross = X @ xi
+    sq = ctx.sq_norms()
+    xi = X[i].toarray().ravel() if sp.issparse(X) else X[i]
+    cross = np.asarray(X @ xi).ravel()
     dist = np.maximum(sq - 2 * cross + sq[i], 0.0)
     dist[i] = -1.0  # the centre itself comes first
     return _k_nearest(dist, k, rng)
