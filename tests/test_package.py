@@ -14,3 +14,10 @@ def test_public_api():
     assert set(lo.__all__) >= {"GLM", "Attribution", "metrics", "ConvergenceWarning"}
     for name in ("TestLoss", "TestPrediction", "SelfLoss", "Coefficient"):
         assert hasattr(lo.metrics, name)
+
+
+def test_quickstart_example_runs():
+    import pathlib
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert "converged=True" in out and "(retrain)" in out

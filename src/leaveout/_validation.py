@@ -24,19 +24,12 @@ def check_X(X, name: str = "X"):
         return X
     if type(X).__module__.startswith("pandas"):
         X = X.to_numpy()
-    if isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32):
-        # kept as stored (no float64 copy here); the design matrix is built in float64
-        if X.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{name} is empty (shape {X.shape})")
-        if not np.all(np.isfinite(X)):
-            raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries")
-        return X
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    # float16/32 are kept as stored (no float64 copy here); the design is built in float64
+    if not (isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32)):
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a numeric array: {exc}") from None
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
     if X.shape[0] == 0 or X.shape[1] == 0:
