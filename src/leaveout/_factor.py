@@ -82,6 +82,74 @@ class PrimalFactor:
         """A solver of ``(H - c M) x = b`` by refinement on this factor (no new factor)."""
         return _Refined(self, c)
 
+    def shifts(self):
+        """Square-root factors of ``H - c M`` for any ``c`` from one eigendecomposition."""
+        return _EigenShifts(self.matrix(), self.pen[-1] == 0)
+
+
+class _EigenShifts:
+    """Every ``B_c = H - c M`` from one eigendecomposition of the penalised block.
+
+    With ``F = Q diag(ev) Q^T`` (``F`` = H without the intercept row and column) and
+    ``D = ev - c``, ``B_c = R R^T`` for ``R = [[Q D^{1/2}, 0], [r^T, rho]]``,
+    ``r = D^{-1/2} Q^T h`` and ``rho^2 = eta - r^T r`` (``h``, ``eta``: the intercept column and
+    entry of H). ``R`` plays the role of a Cholesky factor in the Woodbury updates; its
+    solves cost one product with ``Q`` each, and no factor is built per shift.
+    """
+
+    def __init__(self, H, intercept):
+        self.intercept = intercept
+        F = H[:-1, :-1] if intercept else H
+        self.ev, self.Q = la.eigh(F, check_finite=False)
+        if intercept:
+            self.Qh = self.Q.T @ H[:-1, -1]
+            self.eta = float(H[-1, -1])
+
+    def factor(self, c):
+        return _EigenShift(self, float(c))
+
+
+class _EigenShift:
+    """``B_c = R R^T`` for one shift (see :class:`_EigenShifts`)."""
+
+    def __init__(self, eig, c):
+        self.eig = eig
+        D = eig.ev - c
+        if D.min() <= 0:
+            raise SingularHessianError("the leave-T-out Hessian is singular; add an L2 penalty")
+        self.isd = 1.0 / np.sqrt(D)
+        if eig.intercept:
+            self.r = self.isd * eig.Qh
+            rho2 = eig.eta - self.r @ self.r
+            if rho2 <= 0:
+                raise SingularHessianError("the leave-T-out Hessian is singular in the intercept direction")
+            self.rho = np.sqrt(rho2)
+
+    def _scale(self, Y):
+        return self.isd[:, None] if Y.ndim == 2 else self.isd
+
+    def half(self, Y):
+        """``R^{-1} Y``."""
+        Q, isd = self.eig.Q, self._scale(Y)
+        if not self.eig.intercept:
+            return isd * (Q.T @ Y)
+        x1 = isd * (Q.T @ Y[:-1])
+        x2 = (Y[-1] - self.r @ x1) / self.rho
+        return np.concatenate([x1, x2[None] if Y.ndim == 2 else np.atleast_1d(x2)])
+
+    def half_t(self, Y):
+        """``R^{-T} Y``."""
+        Q, isd = self.eig.Q, self._scale(Y)
+        if not self.eig.intercept:
+            return Q @ (isd * Y)
+        x2 = Y[-1] / self.rho
+        y1 = Y[:-1] - (np.multiply.outer(self.r, x2) if Y.ndim == 2 else self.r * x2)
+        x1 = Q @ (isd * y1)
+        return np.concatenate([x1, x2[None] if Y.ndim == 2 else np.atleast_1d(x2)])
+
+    def solve(self, Y):
+        return self.half_t(self.half(Y))
+
 
 class _Refined:
     """``(H - c M)^{-1}`` by the fixed-point iteration ``x <- H^{-1} (b + c M x)``.

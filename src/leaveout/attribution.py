@@ -54,6 +54,9 @@ class _DirectSystem:
     def __init__(self, L):
         self.L = L
 
+    def compact(self):
+        pass
+
     def apply(self, Y):
         return cho_solve(self.L, Y)
 
@@ -81,7 +84,17 @@ class _WoodburySystem:
 
     def correct_half(self, Yh):
         """``(I + V K^{-1} V^T) Yh`` in the half-solved space."""
+        if self.V.dtype == np.float32:   # compacted: a preconditioner only
+            y32 = Yh.astype(np.float32)
+            z = la.cho_solve((self.Lk, True), (self.V.T @ y32).astype(np.float64), check_finite=False)
+            return Yh + self.V @ z.astype(np.float32)
         return Yh + self.V @ la.cho_solve((self.Lk, True), self.V.T @ Yh, check_finite=False)
+
+    def compact(self):
+        """Keep ``V`` in float32 from now on: half the memory, for use as a preconditioner
+        only (``apply`` is then exact to about 1e-7 relative, not to rounding)."""
+        if self.half:
+            self.V = self.V.astype(np.float32)
 
     def apply(self, Y):
         if self.half:
@@ -160,6 +173,7 @@ class Attribution:
         self._shifted = {}     # c -> (factor of H - c M, t = (H - cM)^-1 b)
         self._ns_shift = {}    # C -> factor of H - C M, for the last NS penalty shares
         self._ns_shift_keep = 1   # how many of them to keep (one per worker thread)
+        self._eig_shifts = None   # primal form: eigendecomposition for every NS penalty share
         self._ns_cache = None  # (T bytes, Woodbury system) of the last removal set
         self._lock = threading.Lock()   # the caches are shared by worker threads
 
@@ -360,6 +374,12 @@ class Attribution:
         """Factor of ``B = H - C M`` (``C`` = the penalty share of T); the last one is kept."""
         if C == 0.0:
             return self._factor
+        if hasattr(self._factor, "shifts"):
+            # primal form: one eigendecomposition serves every penalty share (no factor per C)
+            with self._lock:
+                if self._eig_shifts is None:
+                    self._eig_shifts = self._factor.shifts()
+            return self._eig_shifts.factor(C)
         with self._lock:
             hit = self._ns_shift.get(C)
             if hit is not None:

@@ -241,6 +241,7 @@ def _evaluate(tasks):
     for key, T in tasks:
         G, system = att._ns_system(T, cache=False)
         d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": system.apply(G)}
+        system.compact()          # from here on only a preconditioner: float32 halves its memory
         deltas.append(d)
         systems.append((G, system))
         Ts.append(T)
@@ -410,7 +411,7 @@ class Runner:
             problems += self._figure2_problems(data)
         if 2 not in cfg.figures and 3 not in cfg.figures:
             for ds in data:      # the problems hold what they need; free the rest
-                ds.X_train = None
+                ds.X_train = ds.X_test = None
         while problems:
             self._run_protocol(problems.pop(0), done)
         if 3 in cfg.figures:
@@ -462,6 +463,7 @@ class Runner:
         self._save_meta()
         metrics = {"test-pred": TestPrediction(prob.X_test[idx]),
                    "test-loss": TestLoss(prob.X_test[idx], prob.y_test[idx]), "self-loss": SelfLoss()}
+        prob.X_test = prob.y_test = None     # only the selected rows are needed from here
         strategies = [parse_strategy(s) for s in cfg.strategies]
         scores = {}
         for name in ("test-loss", "test-pred", "self-loss"):
@@ -515,7 +517,7 @@ class Runner:
         from tqdm import tqdm
         _WORK["att"], _WORK["metrics"] = att, metrics
         att.rif_leverage  # noqa: B018  (computed once here, not by each worker)
-        att._ns_shift_keep = self.jobs
+        att._ns_shift_keep = self.jobs + 1   # one factor per thread (+1): no rebuilds mid-batch
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
         batches = _batches(todo)
