@@ -84,7 +84,7 @@ class PrimalFactor:
 
     def shifts(self):
         """Square-root factors of ``H - c M`` for any ``c`` from one eigendecomposition."""
-        return _EigenShifts(self.matrix(), self.pen[-1] == 0)
+        return _EigenShifts(self, self.pen[-1] == 0)
 
 
 class _EigenShifts:
@@ -97,13 +97,18 @@ class _EigenShifts:
     solves cost one product with ``Q`` each, and no factor is built per shift.
     """
 
-    def __init__(self, H, intercept):
+    def __init__(self, factor, intercept):
         self.intercept = intercept
-        F = H[:-1, :-1] if intercept else H
-        self.ev, self.Q = la.eigh(F, check_finite=False)
+        H = factor.matrix()
         if intercept:
-            self.Qh = self.Q.T @ H[:-1, -1]
-            self.eta = float(H[-1, -1])
+            h, self.eta = H[:-1, -1].copy(), float(H[-1, -1])
+            F = np.asfortranarray(H[:-1, :-1])
+            del H          # keep one (p, p) copy alive while the eigensolver runs
+        else:
+            F = np.asfortranarray(H)
+        self.ev, self.Q = la.eigh(F, overwrite_a=True, check_finite=False, driver="evr")
+        if intercept:
+            self.Qh = self.Q.T @ h
 
     def factor(self, c):
         return _EigenShift(self, float(c))

@@ -391,6 +391,11 @@ class Attribution:
             self._ns_shift[C] = factor
         return factor
 
+    def _prepare_shifts(self):
+        """Build the shared eigendecomposition for Newton steps now (per_sample, primal)."""
+        if self._per_sample and hasattr(self._factor, "shifts"):
+            self._ns_base(float(self._c.min()) or 1e-300)
+
     def _ns_system(self, T, cache=True):
         """The leave-T-out Hessian at theta, ``H_{-T} = B - U U^T`` with ``B = H - C_T M``,
         prepared for Woodbury: returns ``(G, system)`` with ``system.apply(Y) = H_{-T}^{-1} Y``.

@@ -518,6 +518,7 @@ class Runner:
         _WORK["att"], _WORK["metrics"] = att, metrics
         att.rif_leverage  # noqa: B018  (computed once here, not by each worker)
         att._ns_shift_keep = self.jobs + 1   # one factor per thread (+1): no rebuilds mid-batch
+        att._prepare_shifts()     # likewise the eigendecomposition for the Newton-step shifts
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
         batches = _batches(todo)
