@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 import leaveout as lo
-from conftest import dense, make_data
+from conftest import make_data
 from leaveout.metrics import Coefficient, SelfLoss, TestLoss, TestPrediction
 from reference import design, pieces, tight_fit
 

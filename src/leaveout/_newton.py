@@ -144,7 +144,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
             p = -M(g)
         else:
             eta = min(0.1, np.sqrt(rel))
-            p, ok, k = _pcg(lambda v: obj.hessvec(w, v), -g, M, eta, max_cg)
+            p, ok, k = _pcg(lambda v, w=w: obj.hessvec(w, v), -g, M, eta, max_cg)
             n_hv += k
             if not ok:
                 M = None  # stale preconditioner: refresh at the next iterate

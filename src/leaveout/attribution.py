@@ -492,7 +492,7 @@ class Attribution:
         m = self.model
         tol = m.tol if tol is None else tol
         max_iter = m.max_iter if max_iter is None else max_iter
-        n, k = self.n_samples, len(Ts)
+        k = len(Ts)
         if k == 0:
             return []
         S = np.repeat(m._s[:, None], k, axis=1)

@@ -180,7 +180,7 @@ def resolve(spec: str, data_dir=None) -> Dataset:
 def list_datasets(data_dir=None) -> list[dict]:
     """One dict per available dataset: name, n, d, n_test, source, where."""
     rows = []
-    for name, (builder, desc) in BUNDLED.items():
+    for name, (_builder, desc) in BUNDLED.items():
         rows.append({"name": name, "n": 1437, "d": 512, "n_test": 360, "source": desc, "where": "bundled"})
     for name in _candidates(data_dir):
         path = os.path.join(data_dir, name + ".npz")

@@ -25,7 +25,7 @@ import platform
 import time
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -238,7 +238,7 @@ def _evaluate(tasks):
     """
     att, metrics = _WORK["att"], _WORK["metrics"]
     deltas, systems, Ts = [], [], []
-    for key, T in tasks:
+    for _key, T in tasks:
         G, system = att._ns_system(T, cache=False)
         d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": system.apply(G)}
         system.compact()          # from here on only a preconditioner: float32 halves its memory
@@ -267,7 +267,7 @@ def _evaluate(tasks):
     XD_all = att._design.matvec(np.column_stack([v for d in deltas for v in d.values()]))
     out = []
     col = 0
-    for (key, T), d, (converged, gnorm) in zip(tasks, deltas, status):
+    for (key, _T), d, (converged, gnorm) in zip(tasks, deltas, status):
         dataset, strategy, k = key
         eff = att.effects_of(d, metrics, XD=XD_all[:, col:col + len(d)])
         col += len(d)

@@ -49,7 +49,6 @@ class _TestRows(Metric):
             design = model._design_for(self.X, "X_test")
             y = None
             if self.y is not None:
-                from ._validation import check_binary_y
                 yy = np.asarray(self.y)
                 if yy.shape[:1] != (design.n,):
                     raise ValueError(f"y_test has {yy.shape[0] if yy.ndim else 0} entries but X_test has {design.n} rows")

@@ -94,7 +94,7 @@ def figure2(rows, out):
                   key=lambda s: float(s.rsplit("[l2=", 1)[1].rstrip("]")))
     ncol = max(len(ds_n), len(ds_l), 1)
     fig, axes = plt.subplots(2, ncol, figsize=(3.0 * ncol, 6.2), squeeze=False)
-    for row, group, label in ((0, ds_n, "n"), (1, ds_l, "l2")):
+    for row, group in ((0, ds_n), (1, ds_l)):
         for j in range(ncol):
             ax = axes[row, j]
             if j >= len(group):
