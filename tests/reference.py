@@ -8,59 +8,68 @@ import numpy as np
 import scipy.optimize as opt
 
 
+# pointwise (value, first, second derivative) of each family, written out independently
+FAMILIES = {
+    "logistic": (lambda y, z: np.logaddexp(0, z) - y * z,
+                 lambda y, z: 1 / (1 + np.exp(-z)) - y,
+                 lambda y, z: np.exp(-np.logaddexp(0, z) - np.logaddexp(0, -z))),
+    "squared": (lambda y, z: 0.5 * (z - y) ** 2, lambda y, z: z - y, lambda y, z: np.ones_like(z)),
+    "poisson": (lambda y, z: np.exp(z) - y * z, lambda y, z: np.exp(z) - y, lambda y, z: np.exp(z)),
+}
+
+
 def design(X, fit_intercept):
     X = X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=float)
     return np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
 
 
-def pieces(A, y, s, theta, l2, penalty, fit_intercept):
+def pieces(A, y, s, theta, l2, penalty, fit_intercept, family="logistic"):
     """Per-sample gradients g_i (n, p), Hessians H_i (n, p, p), the full H (sum form) and the
-    curvature weights w_i = s_i mu_i (1 - mu_i)."""
+    curvature weights w_i = s_i l''(y_i, z_i)."""
     n, p = A.shape
     P = np.eye(p)
     if fit_intercept:
         P[-1, -1] = 0.0
     z = A @ theta
-    mu = 1.0 / (1.0 + np.exp(-z))
+    _, d1, d2 = FAMILIES[family]
+    r, c = d1(y, z), d2(y, z)
     g = np.empty((n, p))
     Hs = np.empty((n, p, p))
     for i in range(n):
-        g[i] = s[i] * (mu[i] - y[i]) * A[i]
-        Hs[i] = s[i] * mu[i] * (1 - mu[i]) * np.outer(A[i], A[i])
+        g[i] = s[i] * r[i] * A[i]
+        Hs[i] = s[i] * c[i] * np.outer(A[i], A[i])
         if penalty == "per_sample":
             g[i] += s[i] * l2 * P @ theta
             Hs[i] += s[i] * l2 * P
     H = Hs.sum(axis=0)
     if penalty == "fixed":
         H = H + l2 * P
-    return g, Hs, H, s * mu * (1 - mu)
+    return g, Hs, H, s * c
 
 
-def objective(A, y, s, l2, penalty, fit_intercept):
+def objective(A, y, s, l2, penalty, fit_intercept, family="logistic"):
     p = A.shape[1]
+    v0, v1, v2 = FAMILIES[family]
     P = np.eye(p)
     if fit_intercept:
         P[-1, -1] = 0.0
     lam = l2 * (s.sum() if penalty == "per_sample" else 1.0)
 
     def f(theta):
-        z = A @ theta
-        return np.sum(s * (np.logaddexp(0, z) - y * z)) + 0.5 * lam * theta @ P @ theta
+        return np.sum(s * v0(y, A @ theta)) + 0.5 * lam * theta @ P @ theta
 
     def grad(theta):
-        z = A @ theta
-        return A.T @ (s * (1 / (1 + np.exp(-z)) - y)) + lam * P @ theta
+        return A.T @ (s * v1(y, A @ theta)) + lam * P @ theta
 
     def hess(theta):
-        mu = 1 / (1 + np.exp(-(A @ theta)))
-        return A.T @ ((s * mu * (1 - mu))[:, None] * A) + lam * P
+        return A.T @ ((s * v2(y, A @ theta))[:, None] * A) + lam * P
 
     return f, grad, hess
 
 
-def tight_fit(A, y, s, l2, penalty, fit_intercept):
+def tight_fit(A, y, s, l2, penalty, fit_intercept, family="logistic"):
     """Independent solve with scipy's trust-region method to a tiny gradient."""
-    f, g, h = objective(A, y, s, l2, penalty, fit_intercept)
+    f, g, h = objective(A, y, s, l2, penalty, fit_intercept, family)
     res = opt.minimize(f, np.zeros(A.shape[1]), jac=g, hess=h, method="trust-exact",
                        options={"gtol": 1e-12, "maxiter": 1000})
     theta = res.x

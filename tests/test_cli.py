@@ -113,3 +113,19 @@ def test_failed_scores_leaves_no_partial_file(data_file, tmp_path, monkeypatch):
     assert main(["scores", str(path), "--metric", "test-pred", "--out", str(out)]) == 1
     assert out.read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".leaveout")] == []
+
+
+def test_effect_for_the_squared_family_with_float_labels(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    y = X @ rng.normal(size=6) + rng.normal(size=120)
+    path = tmp_path / "reg.npz"
+    np.savez(path, X_train=X[:90], y_train=y[:90], X_test=X[90:], y_test=y[90:])
+    assert main(["effect", str(path), "--family", "squared", "--remove", "1,2,3", "--l2", "0.5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    m = lo.GLM(family="squared", l2=0.5).fit(X[:90], y[:90])
+    att = lo.Attribution(m)
+    # for squared loss the Newton step is exact: NS equals the retrain
+    for name in ("test-pred", "test-loss", "self-loss"):
+        assert res["removal"][name]["ns"] == pytest.approx(res["removal"][name]["actual"], rel=1e-8, abs=1e-12)
+    assert res["removal"]["self-loss"]["rif"] == pytest.approx(att.effect([1, 2, 3], SelfLoss(), "rif"), rel=1e-9)

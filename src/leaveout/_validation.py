@@ -67,6 +67,24 @@ def check_binary_y(y, n_samples: int, name: str = "y"):
     return (y == classes[1]).astype(np.float64), classes
 
 
+def check_real_y(y, n_samples: int, name: str = "y") -> np.ndarray:
+    """Return a finite float64 target of shape (n_samples,)."""
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric for this family (got non-numeric labels)") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {y.shape[0]} entries but X has {n_samples} rows; they must match")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return y
+
+
 def check_sample_weight(sample_weight, n_samples: int):
     """Return non-negative finite float64 weights of shape (n_samples,)."""
     if sample_weight is None:

@@ -447,7 +447,7 @@ class Attribution:
         m = self.model
         s = m._s.copy()
         s[T] = 0.0
-        if np.unique(m._y[s > 0]).size < 2:
+        if m.family == "logistic" and np.unique(m._y[s > 0]).size < 2:
             raise ValueError("T removes every sample of one class; the refit is undefined")
         try:
             G, system = self._ns_system(T)
@@ -459,12 +459,14 @@ class Attribution:
             init = self.theta if init is None else init
         refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
                     tol=m.tol if tol is None else tol, max_iter=m.max_iter if max_iter is None else max_iter)
-        refit.classes_ = m.classes_
+        if hasattr(m, "classes_"):
+            refit.classes_ = m.classes_
         refit.n_features_in_ = m.n_features_in_
         # the gradient scale without T, from the full one (no pass over X)
         scale_cols = m._column_l1() - np.abs(self._design.dense_rows(T)).T @ m._s[T]
-        refit._fit_design(self._design, m._y, s, init=init, precond=precond,
-                          scale=float(np.max(scale_cols)))
+        refit._check_params()
+        scale = refit._gradient_scale(float(np.max(scale_cols)), m._y, s)
+        refit._fit_design(self._design, m._y, s, init=init, precond=precond, scale=scale)
         return refit
 
     def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
@@ -501,12 +503,13 @@ class Attribution:
         col_l1 = m._column_l1()
         for j, T in enumerate(Ts):
             S[T, j] = 0.0
-            if np.unique(m._y[S[:, j] > 0]).size < 2:
+            if m.family == "logistic" and np.unique(m._y[S[:, j] > 0]).size < 2:
                 raise ValueError("T removes every sample of one class; the refit is undefined")
             G, system = given[j] if given is not None else self._ns_system(T)
             systems.append(system)
             Theta0[:, j] = self.theta + system.apply(G)
-            scales[j] = np.max(col_l1 - np.abs(self._design.dense_rows(T)).T @ m._s[T])
+            scales[j] = m._gradient_scale(float(np.max(col_l1 - np.abs(self._design.dense_rows(T)).T @ m._s[T])),
+                                          m._y, S[:, j])
         lams = m.l2 * S.sum(axis=0) if m.penalty == "per_sample" else np.full(k, m._lam)
 
         def preconds(R, cols):
@@ -521,7 +524,9 @@ class Attribution:
                 continue
             refit = GLM(family=m.family, l2=m.l2, penalty=m.penalty, fit_intercept=m.fit_intercept,
                         tol=tol, max_iter=max_iter)
-            refit.classes_, refit.n_features_in_ = m.classes_, m.n_features_in_
+            if hasattr(m, "classes_"):
+                refit.classes_ = m.classes_
+            refit.n_features_in_ = m.n_features_in_
             refit._setup(self._design, m._y, S[:, j].copy(), scale=float(scales[j]))
             refit._finish(Theta[:, j], True, n_it[j], rel[j])
             out.append(refit)

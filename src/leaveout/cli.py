@@ -59,6 +59,8 @@ def _add_model_args(p):
     p.add_argument("--test-index", metavar="LIST",
                    help="test rows for the metrics: comma-separated 0-based indices or @file "
                         "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
+    p.add_argument("--family", choices=["logistic", "squared", "poisson"], default="logistic",
+                   help="loss and link (default logistic; squared and poisson take real / count labels)")
     p.add_argument("--l2", type=float, default=1.0, metavar="L", help="L2 penalty strength (default 1.0)")
     p.add_argument("--penalty", choices=["fixed", "per_sample"], default="fixed",
                    help="fixed: sum of losses + (L/2)|theta|^2; per_sample: mean loss + (L/2)|theta|^2")
@@ -116,7 +118,7 @@ def _fit(args):
     data = load_npz(args.data)
     if not np.isfinite(args.l2) or args.l2 < 0:
         raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
-    model = GLM(l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
+    model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
     model.fit(data.X_train, data.y_train)
     if args.test_index is not None:
         idx = parse_index_list(args.test_index, "--test-index")

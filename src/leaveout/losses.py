@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["LogisticLoss", "get_loss"]
+__all__ = ["LogisticLoss", "SquaredLoss", "PoissonLoss", "get_loss"]
 
 
 class LogisticLoss:
@@ -54,8 +54,97 @@ class LogisticLoss:
         """Mean of the response, here the probability ``P(y = 1)``."""
         return expit(z)
 
+    @staticmethod
+    def mean_derivative(z: np.ndarray) -> np.ndarray:
+        """Derivative of :meth:`mean` in ``z``."""
+        return expit(z) * expit(-z)
 
-_LOSSES = {"logistic": LogisticLoss}
+    #: |l'| <= 1, so the gradient scale is the data scale alone.
+    bounded_derivative = True
+
+    @staticmethod
+    def check_target(y, n_samples: int, name: str = "y"):
+        """Labels as float 0/1 and the original classes (two distinct values)."""
+        from ._validation import check_binary_y
+        return check_binary_y(y, n_samples, name)
+
+
+class SquaredLoss:
+    r"""Squared error, identity link (linear / ridge regression).
+
+    .. math:: \ell(y, z) = (z - y)^2 / 2, \qquad \ell' = z - y, \qquad \ell'' = 1.
+    """
+
+    name = "squared"
+    bounded_derivative = False
+
+    @staticmethod
+    def value(y, z):
+        return 0.5 * (z - y) ** 2
+
+    @staticmethod
+    def derivative(y, z):
+        return z - y
+
+    @staticmethod
+    def curvature(y, z):
+        return np.ones_like(z)
+
+    @staticmethod
+    def mean(z):
+        return np.asarray(z, dtype=np.float64)
+
+    @staticmethod
+    def mean_derivative(z):
+        return np.ones_like(z)
+
+    @staticmethod
+    def check_target(y, n_samples: int, name: str = "y"):
+        from ._validation import check_real_y
+        return check_real_y(y, n_samples, name), None
+
+
+class PoissonLoss:
+    r"""Poisson deviance up to a constant, log link (counts or rates).
+
+    .. math:: \ell(y, z) = e^{z} - y z, \qquad \ell' = e^{z} - y, \qquad \ell'' = e^{z}
+
+    (the term :math:`\log y!` does not depend on the parameters and is left out).
+    """
+
+    name = "poisson"
+    bounded_derivative = False
+
+    @staticmethod
+    def value(y, z):
+        return np.exp(z) - y * z
+
+    @staticmethod
+    def derivative(y, z):
+        return np.exp(z) - y
+
+    @staticmethod
+    def curvature(y, z):
+        return np.exp(z)
+
+    @staticmethod
+    def mean(z):
+        return np.exp(z)
+
+    @staticmethod
+    def mean_derivative(z):
+        return np.exp(z)
+
+    @staticmethod
+    def check_target(y, n_samples: int, name: str = "y"):
+        from ._validation import check_real_y
+        y = check_real_y(y, n_samples, name)
+        if np.any(y < 0):
+            raise ValueError(f"{name} has negative values; the Poisson family needs counts or rates >= 0")
+        return y, None
+
+
+_LOSSES = {"logistic": LogisticLoss, "squared": SquaredLoss, "poisson": PoissonLoss}
 
 
 def get_loss(family: str):

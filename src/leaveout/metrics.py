@@ -52,16 +52,20 @@ class _TestRows(Metric):
                 yy = np.asarray(self.y)
                 if yy.shape[:1] != (design.n,):
                     raise ValueError(f"y_test has {yy.shape[0] if yy.ndim else 0} entries but X_test has {design.n} rows")
-                classes = model.classes_
-                if not np.all(np.isin(yy, classes)):
-                    raise ValueError(f"y_test has labels outside the training classes {list(classes)}")
-                y = (yy == classes[1]).astype(np.float64)
+                classes = getattr(model, "classes_", None)
+                if classes is None:
+                    y, _ = model._loss.check_target(yy, design.n, "y_test")
+                else:
+                    if not np.all(np.isin(yy, classes)):
+                        raise ValueError(f"y_test has labels outside the training classes {list(classes)}")
+                    y = (yy == classes[1]).astype(np.float64)
             self._cache = (key, design, y)
         return self._cache[1], self._cache[2]
 
 
 class TestPrediction(_TestRows):
-    """Sum over the test rows of the predicted probability ``P(y = 1)``.
+    """Sum over the test rows of the predicted mean: ``P(y = 1)`` for the logistic family,
+    ``x^T theta`` for squared, ``exp(x^T theta)`` for Poisson.
 
     Parameters
     ----------
@@ -85,9 +89,7 @@ class TestPrediction(_TestRows):
 
     def gradient(self, model, theta):
         design, _ = self._rows(model)
-        z = design.matvec(theta)
-        p = model._loss.mean(z)
-        return design.rmatvec(p * (1.0 - p))
+        return design.rmatvec(model._loss.mean_derivative(design.matvec(theta)))
 
 
 class TestLoss(_TestRows):

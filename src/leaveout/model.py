@@ -45,8 +45,9 @@ class GLM:
 
     Parameters
     ----------
-    family : {"logistic"}, default="logistic"
-        Loss and link.
+    family : {"logistic", "squared", "poisson"}, default="logistic"
+        Loss and link: binary cross-entropy with the logit link, squared error with the
+        identity link (ridge regression), or the Poisson deviance with the log link.
     l2 : float, default=1.0
         Penalty strength lambda >= 0 (see the module docstring for where it sits).
     penalty : {"fixed", "per_sample"}, default="fixed"
@@ -56,7 +57,9 @@ class GLM:
         Add an unpenalised intercept.
     tol : float, default=1e-9
         Convergence when ``max_j |dL/dtheta_j| / max_j sum_i s_i |x_ij| <= tol`` (the gradient
-        relative to its largest possible size; the same in both conventions).
+        relative to its largest possible size for the logistic loss; the same in both
+        conventions). For the squared and Poisson families the denominator is also
+        multiplied by the weighted mean absolute deviation of y.
     max_iter : int, default=100
         Maximum number of Newton iterations.
 
@@ -65,7 +68,7 @@ class GLM:
     coef_ : ndarray of shape (n_features,)
     intercept_ : float
     classes_ : ndarray of shape (2,)
-        The original labels; ``classes_[1]`` is coded 1.
+        The original labels; ``classes_[1]`` is coded 1 (logistic family only).
     converged_ : bool
     n_iter_ : int
     grad_norm_ : float
@@ -106,9 +109,10 @@ class GLM:
         """
         self._check_params()
         X = v.check_X(X, "X")
-        y01, classes = v.check_binary_y(y, X.shape[0], "y")
+        y01, classes = self._loss.check_target(y, X.shape[0], "y")
         s = v.check_sample_weight(sample_weight, X.shape[0])
-        self.classes_ = classes
+        if classes is not None:
+            self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         design = Design.from_X(X, self.fit_intercept)
         return self._fit_design(design, y01, s, init)
@@ -130,7 +134,7 @@ class GLM:
                 "add an L2 penalty (l2 > 0, or --l2 on the command line)")
         self.__dict__.pop("_col_l1", None)
         if scale is None:
-            scale = float(np.max(self._column_l1()))
+            scale = self._gradient_scale(float(np.max(self._column_l1())), y01, s)
         if scale == 0:
             raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
         self._scale = scale
@@ -159,8 +163,16 @@ class GLM:
             if theta0.shape != (design.p,) or not np.all(np.isfinite(theta0)):
                 raise ValueError(f"init must be a finite vector of length {design.p}")
         res = newton_solve(self._objective(), theta0, self._scale, self.tol, self.max_iter,
-                           check_separable=(self._lam == 0), precond=precond)
+                           check_separable=(self._lam == 0 and self.family == "logistic"), precond=precond)
         return self._finish(res.theta, res.converged, res.n_iter, res.grad_norm, res.n_hessians, res.n_hessvec)
+
+    def _gradient_scale(self, col_l1_max: float, y, s) -> float:
+        """The denominator of the relative gradient (see ``tol``)."""
+        if self._loss.bounded_derivative:
+            return col_l1_max
+        # |l'| is not bounded by 1: measure the gradient against the spread of y too
+        spread = float(s @ np.abs(y - (s @ y) / s.sum()) / s.sum())
+        return col_l1_max * (spread if spread > 0 else 1.0)
 
     def _column_l1(self) -> np.ndarray:
         """``sum_i s_i |x_ij|`` per column (the gradient scale), cached."""
@@ -197,11 +209,16 @@ class GLM:
         return self._design_for(X).matvec(self.theta_)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Probability of ``classes_[1]`` for each row, shape (n_samples,)."""
+        """Probability of ``classes_[1]`` for each row, shape (n_samples,) (logistic only)."""
+        if self.family != "logistic":
+            raise ValueError(f"predict_proba is for the logistic family; use predict for {self.family!r}")
         return self._loss.mean(self.decision_function(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        """Predicted class (logistic) or mean response (squared: x^T theta; poisson: exp)."""
+        if self.family == "logistic":
+            return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        return self._loss.mean(self.decision_function(X))
 
     # ---------------------------------------------------- objective in sum form
     def objective(self, theta=None) -> float:
