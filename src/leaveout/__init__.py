@@ -5,6 +5,7 @@ and exact, certified retraining for penalised generalised linear models.
 """
 
 from . import metrics
+from .adapters import from_sklearn, from_statsmodels
 from .attribution import Attribution
 from .exceptions import ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError
 from .model import GLM
@@ -15,6 +16,8 @@ __all__ = [
     "GLM",
     "Attribution",
     "metrics",
+    "from_sklearn",
+    "from_statsmodels",
     "ConvergenceWarning",
     "ConvergenceError",
     "SingularHessianError",

@@ -1,0 +1,143 @@
+"""Attribution for models fitted with scikit-learn or statsmodels.
+
+Each adapter maps the estimator's objective onto a :class:`~leaveout.GLM` exactly (family,
+penalty convention, strength, intercept), refines the given coefficients to the certified
+tolerance and returns an :class:`~leaveout.Attribution`. Neither library is imported here:
+estimators are recognised by their class names.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .attribution import Attribution
+from .model import GLM
+
+__all__ = ["from_sklearn", "from_statsmodels"]
+
+_SKLEARN_SUPPORTED = ("LogisticRegression (binary, L2 or no penalty, solver other than liblinear, "
+                      "no class_weight), LinearRegression, Ridge, PoissonRegressor")
+_SM_SUPPORTED = ("GLM with Binomial/logit, Gaussian/identity or Poisson/log (freq_weights allowed, "
+                 "no offset or exposure), Logit, OLS")
+
+
+def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol):
+    glm.tol = tol
+    glm.fit(X, y, sample_weight=sample_weight, init=theta0)
+    moved = float(np.max(np.abs(glm.theta_ - theta0)) / max(1.0, float(np.max(np.abs(theta0)))))
+    if moved > tol_moved:
+        warnings.warn(f"{who}: refining to the certified optimum moved the coefficients by {moved:.1e} "
+                      f"(relative), more than the solver tolerance {tol_moved:g}; the estimator was not "
+                      "fully converged", UserWarning, stacklevel=3)
+    return Attribution(glm)
+
+
+def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attribution:
+    """Attribution for a fitted scikit-learn linear model.
+
+    Parameters
+    ----------
+    estimator : fitted LogisticRegression, LinearRegression, Ridge or PoissonRegressor
+    X, y, sample_weight : the data it was fitted on
+        (attribution needs the training rows; the estimator does not keep them).
+    tol : float, default=1e-9
+        Certified tolerance of the refined fit (see :class:`~leaveout.GLM`).
+
+    A UserWarning says so when refining moves the coefficients by more than
+    ``max(10 * estimator.tol, 1e-5)`` relative (the estimator had not converged).
+
+    Notes
+    -----
+    ``LogisticRegression(C=c)`` minimises ``c * sum_i s_i l_i + |w|^2 / 2``: the "fixed"
+    convention with ``l2 = 1 / c`` (0 without a penalty). ``Ridge(alpha=a)``:
+    ``sum_i (y_i - x_i w)^2 / 2 + a |w|^2 / 2`` up to a factor 2, so ``l2 = a``, "fixed".
+    ``PoissonRegressor(alpha=a)`` minimises the weighted mean half-deviance plus
+    ``a |w|^2 / 2``: the "per_sample" convention with ``l2 = a``.
+    """
+    name = type(estimator).__name__
+    if not hasattr(estimator, "coef_"):
+        raise ValueError(f"from_sklearn: the {name} is not fitted; call its fit first")
+    fit_intercept = bool(getattr(estimator, "fit_intercept", True))
+    coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(getattr(estimator, "intercept_", 0.0), dtype=np.float64))
+    if name == "LogisticRegression":
+        penalty = getattr(estimator, "penalty", "l2")
+        l1_ratio = getattr(estimator, "l1_ratio", None)
+        if penalty not in ("l2", None, "none", "deprecated") or (l1_ratio not in (None, 0, 0.0)
+                                                               and penalty != "l2"):
+            raise ValueError(f"from_sklearn: penalty={penalty!r}, l1_ratio={l1_ratio!r} is not supported "
+                             f"(L1 and elastic-net are not smooth); supported: {_SKLEARN_SUPPORTED}")
+        if getattr(estimator, "class_weight", None) is not None:
+            raise ValueError("from_sklearn: class_weight is not supported; pass the equivalent "
+                             f"sample_weight instead. Supported: {_SKLEARN_SUPPORTED}")
+        if getattr(estimator, "solver", "lbfgs") == "liblinear" and fit_intercept:
+            raise ValueError("from_sklearn: solver='liblinear' penalises the intercept, which no "
+                             f"convention here does; refit with another solver. Supported: {_SKLEARN_SUPPORTED}")
+        if len(estimator.classes_) != 2:
+            raise ValueError(f"from_sklearn: {len(estimator.classes_)} classes; only binary logistic "
+                             f"regression is supported so far. Supported: {_SKLEARN_SUPPORTED}")
+        C = float(estimator.C)
+        l2 = 0.0 if penalty in (None, "none") or not np.isfinite(C) else 1.0 / C
+        glm = GLM("logistic", l2=l2, penalty="fixed", fit_intercept=fit_intercept)
+    elif name == "LinearRegression":
+        glm = GLM("squared", l2=0.0, penalty="fixed", fit_intercept=fit_intercept)
+    elif name == "Ridge":
+        alpha = np.asarray(estimator.alpha, dtype=np.float64)
+        if alpha.size != 1 or coef.shape[0] != 1:
+            raise ValueError(f"from_sklearn: Ridge with several targets or alphas is not supported. "
+                             f"Supported: {_SKLEARN_SUPPORTED}")
+        glm = GLM("squared", l2=float(alpha), penalty="fixed", fit_intercept=fit_intercept)
+    elif name == "PoissonRegressor":
+        glm = GLM("poisson", l2=float(estimator.alpha), penalty="per_sample", fit_intercept=fit_intercept)
+    else:
+        raise ValueError(f"from_sklearn: {name} is not supported; supported: {_SKLEARN_SUPPORTED}")
+    theta0 = np.concatenate([coef[0], intercept[:1]]) if fit_intercept else coef[0].copy()
+    est_tol = float(getattr(estimator, "tol", 1e-4) or 1e-4)
+    return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5), f"from_sklearn({name})", tol)
+
+
+def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
+    """Attribution for fitted statsmodels ``GLM``, ``Logit`` or ``OLS`` results (unpenalised).
+
+    The design is the model's ``exog`` as it is (an intercept is a constant column there, so
+    ``fit_intercept=False`` here); ``GLM`` ``freq_weights`` become sample weights.
+    """
+    model = getattr(results, "model", None)
+    if model is None or not hasattr(results, "params"):
+        raise ValueError(f"from_statsmodels: expected fitted results (with .model and .params); "
+                         f"supported: {_SM_SUPPORTED}")
+    mname = type(model).__name__
+    X, y = np.asarray(model.exog, dtype=np.float64), np.asarray(model.endog, dtype=np.float64)
+    weights = None
+    if mname == "GLM":
+        fam, link = type(model.family).__name__, type(model.family.link).__name__
+        family = {("Binomial", "Logit"): "logistic", ("Gaussian", "Identity"): "squared",
+                  ("Poisson", "Log"): "poisson"}.get((fam, link))
+        if family is None:
+            raise ValueError(f"from_statsmodels: GLM family {fam} with link {link} is not supported; "
+                             f"supported: {_SM_SUPPORTED}")
+        if getattr(model, "offset", None) is not None or getattr(model, "exposure", None) is not None:
+            raise ValueError(f"from_statsmodels: offset/exposure is not supported yet; supported: {_SM_SUPPORTED}")
+        var_w = np.asarray(getattr(model, "var_weights", 1.0))
+        if np.any(var_w != 1.0):
+            raise ValueError(f"from_statsmodels: var_weights are not supported; supported: {_SM_SUPPORTED}")
+        fw = np.asarray(getattr(model, "freq_weights", 1.0), dtype=np.float64)
+        weights = None if np.all(fw == 1.0) else np.broadcast_to(fw, y.shape).copy()
+        if family == "logistic" and y.ndim > 1:
+            raise ValueError("from_statsmodels: binomial counts (two-column endog) are not supported; "
+                             "give 0/1 outcomes")
+    elif mname == "Logit":
+        family = "logistic"
+    elif mname == "OLS":
+        family = "squared"
+    else:
+        raise ValueError(f"from_statsmodels: {mname} is not supported; supported: {_SM_SUPPORTED}")
+    if family == "logistic" and not np.all(np.isin(y, (0.0, 1.0))):
+        raise ValueError("from_statsmodels: logistic outcomes must be 0/1")
+    glm = GLM(family, l2=0.0, penalty="fixed", fit_intercept=False)
+    if family == "logistic":
+        y = np.where(y == 1.0, 1, 0)
+    return _refine(glm, X, y, weights, np.asarray(results.params, dtype=np.float64), 1e-5,
+                   f"from_statsmodels({mname})", tol)

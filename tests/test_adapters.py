@@ -1,0 +1,107 @@
+import warnings
+
+import numpy as np
+import pytest
+
+import leaveout as lo
+
+sklm = pytest.importorskip("sklearn.linear_model")
+
+
+def data(kind="binary", n=120, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    z = X @ rng.normal(size=d) / np.sqrt(d)
+    if kind == "binary":
+        return X, (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    if kind == "counts":
+        return X, rng.poisson(np.exp(z)).astype(float)
+    return X, z + rng.normal(size=n)
+
+
+def same_attribution(att, native):
+    np.testing.assert_allclose(att.theta, native.theta, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(att.rescaled_influence(), native.rescaled_influence(), rtol=1e-7, atol=1e-10)
+
+
+def test_logistic_regression_maps_C_to_a_fixed_penalty():
+    X, y = data()
+    est = sklm.LogisticRegression(C=2.0, tol=1e-10, max_iter=1000).fit(X, y)
+    att = lo.from_sklearn(est, X, y, tol=1e-12)
+    native = lo.Attribution(lo.GLM(l2=0.5, penalty="fixed", tol=1e-12).fit(X, y))
+    same_attribution(att, native)
+
+
+def test_unpenalised_logistic_regression_and_sample_weights():
+    X, y = data(seed=1)
+    w = np.random.default_rng(2).integers(1, 4, y.size).astype(float)
+    est = sklm.LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(X, y, sample_weight=w)
+    att = lo.from_sklearn(est, X, y, sample_weight=w, tol=1e-12)
+    same_attribution(att, lo.Attribution(lo.GLM(l2=0.0, tol=1e-12).fit(X, y, sample_weight=w)))
+
+
+def test_linear_ridge_and_poisson():
+    X, y = data("real", seed=3)
+    same_attribution(lo.from_sklearn(sklm.LinearRegression().fit(X, y), X, y, tol=1e-12),
+                     lo.Attribution(lo.GLM("squared", l2=0.0, tol=1e-12).fit(X, y)))
+    same_attribution(lo.from_sklearn(sklm.Ridge(alpha=3.0).fit(X, y), X, y, tol=1e-12),
+                     lo.Attribution(lo.GLM("squared", l2=3.0, tol=1e-12).fit(X, y)))
+    Xc, yc = data("counts", seed=4)
+    w = np.random.default_rng(5).uniform(0.5, 2, yc.size)
+    est = sklm.PoissonRegressor(alpha=0.1, tol=1e-12, max_iter=1000).fit(Xc, yc, sample_weight=w)
+    same_attribution(lo.from_sklearn(est, Xc, yc, sample_weight=w, tol=1e-12),
+                     lo.Attribution(lo.GLM("poisson", l2=0.1, penalty="per_sample", tol=1e-12).fit(Xc, yc, sample_weight=w)))
+
+
+def test_unconverged_estimator_warns():
+    X, y = data(seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = sklm.LogisticRegression(C=10.0, max_iter=1).fit(X, y)
+    with pytest.warns(UserWarning, match="moved the coefficients"):
+        lo.from_sklearn(est, X, y)
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda: sklm.LogisticRegression(class_weight="balanced"), "class_weight"),
+    (lambda: sklm.LogisticRegression(solver="liblinear"), "liblinear"),
+    (lambda: sklm.Lasso(alpha=0.1), "Lasso is not supported"),
+])
+def test_unsupported_estimators_are_refused_with_the_list(make, msg):
+    X, y = data(seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make().fit(X, y)
+    with pytest.raises(ValueError, match=msg) as info:
+        lo.from_sklearn(est, X, y)
+    assert "PoissonRegressor" in str(info.value)
+
+
+def test_multiclass_is_refused():
+    X, _ = data(seed=8)
+    y = np.arange(X.shape[0]) % 3
+    est = sklm.LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="3 classes"):
+        lo.from_sklearn(est, X, y)
+
+
+def test_statsmodels_logistic_d_params_equal_minus_rif():
+    sm = pytest.importorskip("statsmodels.api")
+    X, y = data(seed=9, n=150)
+    Xc = sm.add_constant(X)
+    res = sm.GLM(y, Xc, family=sm.families.Binomial()).fit(tol=1e-12)
+    att = lo.from_statsmodels(res, tol=1e-12)
+    # statsmodels' one-step d_params = params - params_(-i); ours is params_(-i) - params
+    np.testing.assert_allclose(att.rescaled_influence(), -res.get_influence().d_params, rtol=1e-8, atol=1e-12)
+    res2 = sm.Logit(y, Xc).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(lo.from_statsmodels(res2, tol=1e-12).theta, res.params, rtol=1e-8)
+
+
+def test_statsmodels_ols_dfbeta_is_the_exact_leave_one_out():
+    sm = pytest.importorskip("statsmodels.api")
+    X, y = data("real", seed=10, n=60)
+    res = sm.OLS(y, sm.add_constant(X)).fit()
+    att = lo.from_statsmodels(res, tol=1e-12)
+    np.testing.assert_allclose(att.rescaled_influence(), -res.get_influence().dfbeta, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="WLS is not supported"):
+        lo.from_statsmodels(sm.WLS(y, sm.add_constant(X), weights=np.linspace(1, 2, y.size)).fit())
