@@ -105,3 +105,15 @@ def test_statsmodels_ols_dfbeta_is_the_exact_leave_one_out():
     np.testing.assert_allclose(att.rescaled_influence(), -res.get_influence().dfbeta, rtol=1e-8, atol=1e-12)
     with pytest.raises(ValueError, match="WLS is not supported"):
         lo.from_statsmodels(sm.WLS(y, sm.add_constant(X), weights=np.linspace(1, 2, y.size)).fit())
+
+
+def test_statsmodels_poisson_with_exposure_and_offset():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(11)
+    X = sm.add_constant(rng.normal(size=(90, 3)))
+    e = rng.uniform(0.5, 4.0, 90)
+    y = rng.poisson(e * np.exp(0.2 + X @ np.array([0.1, 0.3, -0.2, 0.1])))
+    res = sm.GLM(y, X, family=sm.families.Poisson(), exposure=e, offset=np.full(90, 0.2)).fit(tol=1e-12)
+    att = lo.from_statsmodels(res, tol=1e-12)
+    np.testing.assert_allclose(att.theta, res.params, rtol=1e-8)
+    np.testing.assert_allclose(att.rescaled_influence(), -res.get_influence().d_params, rtol=1e-8, atol=1e-12)

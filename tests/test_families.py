@@ -108,3 +108,43 @@ def test_bad_targets_for_a_family():
         lo.GLM(family="squared").fit(X, np.where(y > 1, "a", "b"))
     with pytest.raises(ValueError, match="family='gamma'"):
         lo.GLM(family="gamma").fit(X, y)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_poisson_offset_is_exact_against_brute_force(penalty):
+    X, _ = make("poisson", n=70, d=4, seed=11)
+    rng = np.random.default_rng(12)
+    off = np.log(rng.uniform(0.5, 3.0, 70))                     # log exposure
+    y = rng.poisson(np.exp(X @ np.array([0.3, -0.2, 0.1, 0.2]) + off)).astype(float)
+    l2 = 0.3 if penalty == "fixed" else 0.01
+    m = lo.GLM("poisson", l2=l2, penalty=penalty, tol=1e-12).fit(X, y, offset=off)
+    A = design(X, True)
+    # an independent solve of the objective with the offset written out
+    import scipy.optimize as opt
+    P = np.diag([1.0] * 4 + [0.0])
+    lam = l2 * (70 if penalty == "per_sample" else 1)
+    f = lambda t: np.sum(np.exp(A @ t + off) - y * (A @ t + off)) + 0.5 * lam * t @ P @ t  # noqa: E731
+    g = lambda t: A.T @ (np.exp(A @ t + off) - y) + lam * P @ t                           # noqa: E731
+    h = lambda t: A.T @ (np.exp(A @ t + off)[:, None] * A) + lam * P                       # noqa: E731
+    ref = opt.minimize(f, np.zeros(5), jac=g, hess=h, method="trust-exact", options={"gtol": 1e-12}).x
+    np.testing.assert_allclose(m.theta_, ref, rtol=1e-8, atol=1e-10)
+    # brute-force RIF and NS with the offset in the linear predictor
+    mu = np.exp(A @ m.theta_ + off)
+    c = lam / 70 if penalty == "per_sample" else 0.0
+    b = (l2 * P @ m.theta_) if penalty == "per_sample" else np.zeros(5)
+    G = (mu - y)[:, None] * A + b
+    Hs = np.array([mu[i] * np.outer(A[i], A[i]) + c * P for i in range(70)])
+    H = Hs.sum(0) + (lam * P if penalty == "fixed" else 0)
+    att = lo.Attribution(m)
+    RIF = np.array([np.linalg.solve(H - Hs[i], G[i]) for i in range(70)])
+    assert rel_err(att.rescaled_influence(), RIF) < 1e-9
+    T = np.array([2, 5, 40])
+    assert rel_err(att.delta(T, "ns"), np.linalg.solve(H - Hs[T].sum(0), G[T].sum(0))) < 1e-9
+    keep = np.setdiff1d(np.arange(70), T)
+    m_keep = lo.GLM("poisson", l2=l2, penalty=penalty, tol=1e-12).fit(X[keep], y[keep], offset=off[keep])
+    np.testing.assert_allclose(att.retrain(T).theta_, m_keep.theta_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(att.retrain_many([T])[0].theta_, m_keep.theta_, rtol=1e-8, atol=1e-10)
+    # predictions take the offset of the new rows
+    np.testing.assert_allclose(m.predict(X[:3], offset=off[:3]), mu[:3], rtol=1e-12)
+    with pytest.raises(ValueError, match="offset must have shape"):
+        lo.GLM("poisson").fit(X, y, offset=off[:5])

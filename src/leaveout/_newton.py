@@ -62,9 +62,13 @@ def cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Objective:
     """Value, gradient and Hessian of F over a design, in sum form."""
 
-    def __init__(self, design, y, s, loss, lam: float, pen: np.ndarray):
+    def __init__(self, design, y, s, loss, lam: float, pen: np.ndarray, offset=0.0):
         self.design, self.y, self.s, self.loss = design, y, s, loss
-        self.lam, self.pen = lam, pen
+        self.lam, self.pen, self.offset = lam, pen, offset
+
+    def z(self, theta):
+        """Linear predictors ``A theta + offset``."""
+        return self.design.matvec(theta) + self.offset
 
     def value_at(self, theta, z) -> float:
         return float(self.s @ self.loss.value(self.y, z) + 0.5 * self.lam * (self.pen * theta) @ theta)
@@ -118,7 +122,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
     the optimum (for a retrain: the full-data Hessian), used until it goes stale.
     """
     theta = np.array(theta0, dtype=np.float64)
-    z = obj.design.matvec(theta)
+    z = obj.z(theta)
     f = obj.value_at(theta, z)
     g = obj.gradient_at(theta, z)
     M = precond          # current preconditioner; None means "factor a fresh Hessian"
@@ -182,7 +186,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
 
 
 def newton_solve_batch(design, y, S, loss, lams, pen, Theta0, scales, tol, max_iter, preconds,
-                       max_cg: int = 30):
+                       max_cg: int = 30, offset=0.0):
     """Minimise m objectives at once, in lockstep, sharing every pass over X.
 
     Column j is the problem ``sum_i S[i, j] l(y_i, a_i^T theta) + (lams[j]/2) sum pen theta^2``
@@ -198,7 +202,7 @@ def newton_solve_batch(design, y, S, loss, lams, pen, Theta0, scales, tol, max_i
     m = Theta.shape[1]
     lams = np.asarray(lams, dtype=np.float64)
     pen2 = pen[:, None]
-    Z = design.matvec(Theta)
+    Z = design.matvec(Theta) + (offset[:, None] if np.ndim(offset) else offset)
 
     def values(Th, Zc, cols):
         return (np.einsum("ij,ij->j", S[:, cols], loss.value(y[:, None], Zc))

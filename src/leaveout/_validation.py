@@ -85,6 +85,18 @@ def check_real_y(y, n_samples: int, name: str = "y") -> np.ndarray:
     return y
 
 
+def check_offset(offset, n_samples: int, name: str = "offset") -> np.ndarray:
+    """Return a finite float64 offset of shape (n_samples,)."""
+    o = np.asarray(offset, dtype=np.float64)
+    if o.ndim == 0:
+        o = np.full(n_samples, float(o))
+    if o.shape != (n_samples,):
+        raise ValueError(f"{name} must have shape ({n_samples},), got {o.shape}")
+    if not np.all(np.isfinite(o)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return o
+
+
 def check_sample_weight(sample_weight, n_samples: int):
     """Return non-negative finite float64 weights of shape (n_samples,)."""
     if sample_weight is None:

@@ -19,13 +19,13 @@ __all__ = ["from_sklearn", "from_statsmodels"]
 
 _SKLEARN_SUPPORTED = ("LogisticRegression (binary, L2 or no penalty, solver other than liblinear, "
                       "no class_weight), LinearRegression, Ridge, PoissonRegressor")
-_SM_SUPPORTED = ("GLM with Binomial/logit, Gaussian/identity or Poisson/log (freq_weights allowed, "
-                 "no offset or exposure), Logit, OLS")
+_SM_SUPPORTED = ("GLM with Binomial/logit, Gaussian/identity or Poisson/log (freq_weights, offset "
+                 "and exposure allowed), Logit, OLS")
 
 
-def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol):
+def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol, offset=None):
     glm.tol = tol
-    glm.fit(X, y, sample_weight=sample_weight, init=theta0)
+    glm.fit(X, y, sample_weight=sample_weight, init=theta0, offset=offset)
     moved = float(np.max(np.abs(glm.theta_ - theta0)) / max(1.0, float(np.max(np.abs(theta0)))))
     if moved > tol_moved:
         warnings.warn(f"{who}: refining to the certified optimum moved the coefficients by {moved:.1e} "
@@ -102,7 +102,8 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
     """Attribution for fitted statsmodels ``GLM``, ``Logit`` or ``OLS`` results (unpenalised).
 
     The design is the model's ``exog`` as it is (an intercept is a constant column there, so
-    ``fit_intercept=False`` here); ``GLM`` ``freq_weights`` become sample weights.
+    ``fit_intercept=False`` here); ``GLM`` ``freq_weights`` become sample weights and
+    ``offset`` plus ``log(exposure)`` the GLM offset.
     """
     model = getattr(results, "model", None)
     if model is None or not hasattr(results, "params"):
@@ -110,7 +111,7 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
                          f"supported: {_SM_SUPPORTED}")
     mname = type(model).__name__
     X, y = np.asarray(model.exog, dtype=np.float64), np.asarray(model.endog, dtype=np.float64)
-    weights = None
+    weights = offset = None
     if mname == "GLM":
         fam, link = type(model.family).__name__, type(model.family.link).__name__
         family = {("Binomial", "Logit"): "logistic", ("Gaussian", "Identity"): "squared",
@@ -118,8 +119,12 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
         if family is None:
             raise ValueError(f"from_statsmodels: GLM family {fam} with link {link} is not supported; "
                              f"supported: {_SM_SUPPORTED}")
-        if getattr(model, "offset", None) is not None or getattr(model, "exposure", None) is not None:
-            raise ValueError(f"from_statsmodels: offset/exposure is not supported yet; supported: {_SM_SUPPORTED}")
+        off = np.zeros(y.shape[0])
+        if getattr(model, "offset", None) is not None:
+            off = off + np.asarray(model.offset, dtype=np.float64)
+        if getattr(model, "exposure", None) is not None:   # statsmodels keeps log(exposure)
+            off = off + np.asarray(model.exposure, dtype=np.float64)
+        offset = off if np.any(off != 0) else None
         var_w = np.asarray(getattr(model, "var_weights", 1.0))
         if np.any(var_w != 1.0):
             raise ValueError(f"from_statsmodels: var_weights are not supported; supported: {_SM_SUPPORTED}")
@@ -140,4 +145,4 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
     if family == "logistic":
         y = np.where(y == 1.0, 1, 0)
     return _refine(glm, X, y, weights, np.asarray(results.params, dtype=np.float64), 1e-5,
-                   f"from_statsmodels({mname})", tol)
+                   f"from_statsmodels({mname})", tol, offset)

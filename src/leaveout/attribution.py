@@ -159,7 +159,7 @@ class Attribution:
         d = model._design
         self._design = d
         self.theta = model.theta_
-        z = d.matvec(self.theta)
+        z = model._z(self.theta)
         self._z = z
         loss, y, s = model._loss, model._y, model._s
         self._s = s
@@ -466,7 +466,7 @@ class Attribution:
         scale_cols = m._column_l1() - np.abs(self._design.dense_rows(T)).T @ m._s[T]
         refit._check_params()
         scale = refit._gradient_scale(float(np.max(scale_cols)), m._y, s)
-        refit._fit_design(self._design, m._y, s, init=init, precond=precond, scale=scale)
+        refit._fit_design(self._design, m._y, s, init=init, precond=precond, scale=scale, offset=m._offset)
         return refit
 
     def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
@@ -516,7 +516,8 @@ class Attribution:
             return _apply_many([systems[c] for c in cols], R)
 
         Theta, conv, n_it, rel = newton_solve_batch(
-            self._design, m._y, S, m._loss, lams, m._pen, Theta0, scales, tol, max_iter, preconds)
+            self._design, m._y, S, m._loss, lams, m._pen, Theta0, scales, tol, max_iter, preconds,
+            offset=m._offset)
         out = []
         for j, T in enumerate(Ts):
             if not conv[j]:
@@ -527,7 +528,7 @@ class Attribution:
             if hasattr(m, "classes_"):
                 refit.classes_ = m.classes_
             refit.n_features_in_ = m.n_features_in_
-            refit._setup(self._design, m._y, S[:, j].copy(), scale=float(scales[j]))
+            refit._setup(self._design, m._y, S[:, j].copy(), scale=float(scales[j]), offset=m._offset)
             refit._finish(Theta[:, j], True, n_it[j], rel[j])
             out.append(refit)
         return out

@@ -38,9 +38,10 @@ class Metric:
 class _TestRows(Metric):
     """A metric summed over fixed evaluation rows X (n_test, n_features)."""
 
-    def __init__(self, X, y=None):
+    def __init__(self, X, y=None, offset=None):
         self.X = X
         self.y = y
+        self.offset = offset
         self._cache = None
 
     def _rows(self, model):
@@ -59,8 +60,17 @@ class _TestRows(Metric):
                     if not np.all(np.isin(yy, classes)):
                         raise ValueError(f"y_test has labels outside the training classes {list(classes)}")
                     y = (yy == classes[1]).astype(np.float64)
-            self._cache = (key, design, y)
+            off = 0.0
+            if self.offset is not None:
+                from ._validation import check_offset
+                off = check_offset(self.offset, design.n, "offset")
+            self._cache = (key, design, y, off)
         return self._cache[1], self._cache[2]
+
+    def _z(self, model, theta):
+        """Linear predictors of the rows (offset included)."""
+        self._rows(model)
+        return self._cache[1].matvec(theta) + self._cache[3]
 
 
 class TestPrediction(_TestRows):
@@ -70,26 +80,26 @@ class TestPrediction(_TestRows):
     Parameters
     ----------
     X : array-like or sparse matrix of shape (n_test, n_features)
+    offset : array-like of shape (n_test,), optional
+        Offsets of the rows' linear predictors (e.g. log exposure for Poisson).
     """
 
     name = "test-pred"
     __test__ = False  # not a pytest test class
 
-    def __init__(self, X):
-        super().__init__(X, None)
+    def __init__(self, X, offset=None):
+        super().__init__(X, None, offset)
 
     def value(self, model, theta):
-        design, _ = self._rows(model)
-        return float(np.sum(model._loss.mean(design.matvec(theta))))
+        return float(np.sum(model._loss.mean(self._z(model, theta))))
 
     def difference(self, model, theta0, theta1):
-        design, _ = self._rows(model)
         m = model._loss.mean
-        return float(np.sum(m(design.matvec(theta1)) - m(design.matvec(theta0))))
+        return float(np.sum(m(self._z(model, theta1)) - m(self._z(model, theta0))))
 
     def gradient(self, model, theta):
         design, _ = self._rows(model)
-        return design.rmatvec(model._loss.mean_derivative(design.matvec(theta)))
+        return design.rmatvec(model._loss.mean_derivative(self._z(model, theta)))
 
 
 class TestLoss(_TestRows):
@@ -99,27 +109,28 @@ class TestLoss(_TestRows):
     ----------
     X : array-like or sparse matrix of shape (n_test, n_features)
     y : array-like of shape (n_test,)
-        Labels in the training classes.
+        Labels in the training classes (or responses, for squared / Poisson).
+    offset : array-like of shape (n_test,), optional
     """
 
     name = "test-loss"
     __test__ = False
 
-    def __init__(self, X, y):
-        super().__init__(X, y)
+    def __init__(self, X, y, offset=None):
+        super().__init__(X, y, offset)
 
     def value(self, model, theta):
-        design, y = self._rows(model)
-        return float(np.sum(model._loss.value(y, design.matvec(theta))))
+        _, y = self._rows(model)
+        return float(np.sum(model._loss.value(y, self._z(model, theta))))
 
     def difference(self, model, theta0, theta1):
-        design, y = self._rows(model)
+        _, y = self._rows(model)
         lv = model._loss.value
-        return float(np.sum(lv(y, design.matvec(theta1)) - lv(y, design.matvec(theta0))))
+        return float(np.sum(lv(y, self._z(model, theta1)) - lv(y, self._z(model, theta0))))
 
     def gradient(self, model, theta):
         design, y = self._rows(model)
-        return design.rmatvec(model._loss.derivative(y, design.matvec(theta)))
+        return design.rmatvec(model._loss.derivative(y, self._z(model, theta)))
 
 
 class SelfLoss(Metric):
@@ -138,9 +149,8 @@ class SelfLoss(Metric):
     def difference(self, model, theta0, theta1):
         theta0 = np.asarray(theta0, dtype=np.float64)
         theta1 = np.asarray(theta1, dtype=np.float64)
-        d = model._design
         lv = model._loss.value
-        data = float(model._s @ (lv(model._y, d.matvec(theta1)) - lv(model._y, d.matvec(theta0))))
+        data = float(model._s @ (lv(model._y, model._z(theta1)) - lv(model._y, model._z(theta0))))
         pen = 0.5 * model._lam * float((model._pen * (theta1 - theta0)) @ (theta1 + theta0))
         return data + pen
 
@@ -203,7 +213,7 @@ def select_test_subset(model, X_test, y_test, n_top: int = 50, n_random: int = 5
     n = design.n
     if n <= n_top + n_random:
         return np.arange(n)
-    losses = model._loss.value(y, design.matvec(model.theta_))
+    losses = model._loss.value(y, loss._z(model, model.theta_))
     order = np.argsort(-losses, kind="stable")
     top = order[:n_top]
     rest = np.setdiff1d(np.arange(n), top)

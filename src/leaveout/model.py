@@ -94,7 +94,7 @@ class GLM:
         if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
-    def fit(self, X, y, sample_weight=None, init=None) -> "GLM":
+    def fit(self, X, y, sample_weight=None, init=None, offset=None) -> "GLM":
         """Fit to ``X`` (n_samples, n_features), dense or scipy.sparse, and binary ``y``.
 
         Parameters
@@ -106,6 +106,9 @@ class GLM:
             Non-negative weights; a weight of w counts as w copies of the row.
         init : array-like of shape (n_features + fit_intercept,), optional
             Warm start (intercept last).
+        offset : array-like of shape (n_samples,), optional
+            Known part of each linear predictor, ``z_i = x_i^T theta + offset_i`` (e.g. the
+            log exposure of a Poisson rate). A removed row takes its offset along.
         """
         self._check_params()
         X = v.check_X(X, "X")
@@ -115,12 +118,14 @@ class GLM:
             self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         design = Design.from_X(X, self.fit_intercept)
-        return self._fit_design(design, y01, s, init)
+        off = None if offset is None else v.check_offset(offset, X.shape[0], "offset")
+        return self._fit_design(design, y01, s, init, offset=off)
 
-    def _setup(self, design: Design, y01, s, scale=None):
+    def _setup(self, design: Design, y01, s, scale=None, offset=None):
         """Attach training rows and derived constants (penalty mask, lambda in sum form, scale)."""
         self._check_params()
         self._design, self._y, self._s = design, y01, s
+        self._offset = np.zeros(design.n) if offset is None else offset
         pen = np.ones(design.p)
         if self.fit_intercept:
             pen[-1] = 0.0
@@ -153,9 +158,9 @@ class GLM:
                 ConvergenceWarning, stacklevel=3)
         return self
 
-    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None) -> "GLM":
+    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None, offset=None) -> "GLM":
         """Fit on a prepared design; used by ``fit`` and by exact retraining."""
-        self._setup(design, y01, s, scale)
+        self._setup(design, y01, s, scale, offset)
         if init is None:
             theta0 = np.zeros(design.p)
         else:
@@ -181,7 +186,11 @@ class GLM:
         return self._col_l1
 
     def _objective(self) -> Objective:
-        return Objective(self._design, self._y, self._s, self._loss, self._lam, self._pen)
+        return Objective(self._design, self._y, self._s, self._loss, self._lam, self._pen, self._offset)
+
+    def _z(self, theta) -> np.ndarray:
+        """Training linear predictors ``A theta + offset``."""
+        return self._design.matvec(theta) + self._offset
 
     def _set_theta(self, theta):
         self.theta_ = np.asarray(theta, dtype=np.float64)
@@ -204,40 +213,42 @@ class GLM:
                 f"{name} has {X.shape[1]} features but the model was fitted with {self.n_features_in_}")
         return Design.from_X(X, self.fit_intercept)
 
-    def decision_function(self, X) -> np.ndarray:
-        """Linear predictor ``x^T coef + intercept`` for each row."""
-        return self._design_for(X).matvec(self.theta_)
+    def decision_function(self, X, offset=None) -> np.ndarray:
+        """Linear predictor ``x^T coef + intercept (+ offset)`` for each row."""
+        design = self._design_for(X)
+        z = design.matvec(self.theta_)
+        return z if offset is None else z + v.check_offset(offset, design.n, "offset")
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X, offset=None) -> np.ndarray:
         """Probability of ``classes_[1]`` for each row, shape (n_samples,) (logistic only)."""
         if self.family != "logistic":
             raise ValueError(f"predict_proba is for the logistic family; use predict for {self.family!r}")
-        return self._loss.mean(self.decision_function(X))
+        return self._loss.mean(self.decision_function(X, offset))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, offset=None) -> np.ndarray:
         """Predicted class (logistic) or mean response (squared: x^T theta; poisson: exp)."""
         if self.family == "logistic":
-            return self.classes_[(self.decision_function(X) > 0).astype(int)]
-        return self._loss.mean(self.decision_function(X))
+            return self.classes_[(self.decision_function(X, offset) > 0).astype(int)]
+        return self._loss.mean(self.decision_function(X, offset))
 
     # ---------------------------------------------------- objective in sum form
     def objective(self, theta=None) -> float:
         """Training objective in sum form at ``theta`` (default: the fit)."""
         self._check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().value_at(theta, self._design.matvec(theta))
+        return self._objective().value_at(theta, self._z(theta))
 
     def gradient(self, theta=None) -> np.ndarray:
         """Gradient of the sum-form objective, shape (n_params,)."""
         self._check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().gradient_at(theta, self._design.matvec(theta))
+        return self._objective().gradient_at(theta, self._z(theta))
 
     def hessian(self, theta=None) -> np.ndarray:
         """Hessian of the sum-form objective, shape (n_params, n_params)."""
         self._check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().hessian_at(self._design.matvec(theta))
+        return self._objective().hessian_at(self._z(theta))
 
     @property
     def n_samples_(self) -> int:
