@@ -39,20 +39,23 @@ def check_X(X, name: str = "X"):
     return X
 
 
-def check_binary_y(y, n_samples: int, name: str = "y"):
-    """Map binary labels to float64 0/1 and return ``(y01, classes)``.
-
-    Accepts 0/1 numbers, booleans, or any two distinct values (mapped in sorted order).
-    """
-    y = np.asarray(y)
+def _check_target_shape(y, n_samples: int, name: str) -> np.ndarray:
+    """A 1-D target (a single column is flattened) with one entry per row of X."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
     if y.shape[0] != n_samples:
-        raise ValueError(
-            f"{name} has {y.shape[0]} entries but X has {n_samples} rows; they must match"
-        )
+        raise ValueError(f"{name} has {y.shape[0]} entries but X has {n_samples} rows; they must match")
+    return y
+
+
+def check_binary_y(y, n_samples: int, name: str = "y"):
+    """Map binary labels to float64 0/1 and return ``(y01, classes)``.
+
+    Accepts 0/1 numbers, booleans, or any two distinct values (mapped in sorted order).
+    """
+    y = _check_target_shape(np.asarray(y), n_samples, name)
     if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
         raise ValueError(f"{name} contains NaN or infinity")
     classes = np.unique(y)
@@ -73,13 +76,7 @@ def check_real_y(y, n_samples: int, name: str = "y") -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be numeric for this family (got non-numeric labels)") from None
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
-    if y.shape[0] != n_samples:
-        raise ValueError(
-            f"{name} has {y.shape[0]} entries but X has {n_samples} rows; they must match")
+    y = _check_target_shape(y, n_samples, name)
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{name} contains NaN or infinity")
     return y
