@@ -96,7 +96,7 @@ def test_regression_predictions_and_sparse_equals_dense():
     b = lo.GLM(family="poisson", l2=0.1).fit(X.toarray(), y)
     np.testing.assert_allclose(a.theta_, b.theta_, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(a.predict(X), np.exp(X.toarray() @ a.coef_ + a.intercept_), rtol=1e-12)
-    with pytest.raises(ValueError, match="predict_proba is for the logistic family"):
+    with pytest.raises(ValueError, match="predict_proba is for the logistic and multinomial"):
         a.predict_proba(X)
 
 

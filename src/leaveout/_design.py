@@ -81,6 +81,15 @@ class Design:
             G += B.T @ B  # numpy dispatches X.T @ X to a symmetric rank-k update
         return G
 
+    def weighted_gram(self, w: np.ndarray) -> np.ndarray:
+        """``A.T @ diag(w) @ A`` as a dense (p, p) array, for weights of any sign."""
+        if self.sparse:
+            return np.asarray((self.A.T @ self.A.multiply(w[:, None]).tocsr()).toarray())
+        G = np.zeros((self.p, self.p))
+        for start, stop, blk in self.blocks():
+            G += blk.T @ (blk * w[start:stop, None])
+        return G
+
     def column_l1(self, s: np.ndarray) -> np.ndarray:
         """``sum_i s_i |A_ij|`` for each column j."""
         if self.sparse:

@@ -77,6 +77,14 @@ class Objective:
         r = self.s * self.loss.derivative(self.y, z)
         return self.design.rmatvec(r) + self.lam * self.pen * theta
 
+    def zdir(self, v):
+        """Change of the linear predictors along the parameter direction ``v``."""
+        return self.design.matvec(v)
+
+    def separable(self, z) -> bool:
+        """True when every weighted row is classified correctly (binary labels)."""
+        return bool(np.all((self.s == 0) | ((2 * self.y - 1) * z > 0)))
+
     def weights_at(self, z) -> np.ndarray:
         return self.s * self.loss.curvature(self.y, z)
 
@@ -87,6 +95,69 @@ class Objective:
 
     def hessvec(self, w, v) -> np.ndarray:
         return self.design.rmatvec(w * self.design.matvec(v)) + self.lam * self.pen * v
+
+
+class SoftmaxObjective:
+    """The multinomial objective in sum form over ``theta = vec(B)``, B of shape (C-1, p).
+
+    The parameters are class-major: entries ``a*p .. a*p + p - 1`` are the coefficients of
+    sum-to-zero direction ``a`` (intercept last in each block). The "linear predictors" are
+    ``U = A B^T`` of shape (n, C-1); the logits are ``U Q^T``. Same interface as
+    :class:`Objective`, so :func:`newton_solve` fits both.
+    """
+
+    def __init__(self, design, y, s, loss, lam: float, pen: np.ndarray):
+        self.design, self.y, self.s, self.loss = design, y, s, loss
+        self.lam, self.pen = lam, pen
+        self.m = loss.n_classes - 1
+
+    def _blocks(self, theta):
+        return np.asarray(theta).reshape(self.m, self.design.p)
+
+    def zdir(self, v):
+        return self.design.matvec(self._blocks(v).T)
+
+    def z(self, theta):
+        return self.zdir(theta)
+
+    def _back(self, R):
+        """``vec(A^T R)`` in the class-major order, R of shape (n, C-1)."""
+        return self.design.rmatvec(R).T.ravel()
+
+    def value_at(self, theta, z) -> float:
+        return float(self.s @ self.loss.value(self.y, z) + 0.5 * self.lam * (self.pen * theta) @ theta)
+
+    def gradient_at(self, theta, z) -> np.ndarray:
+        R = self.s[:, None] * self.loss.derivative(self.y, z)
+        return self._back(R) + self.lam * self.pen * theta
+
+    def separable(self, z) -> bool:
+        logits = self.loss.logits(z)
+        rows = np.arange(logits.shape[0])
+        own = logits[rows, self.y].copy()
+        logits[rows, self.y] = -np.inf
+        return bool(np.all((self.s == 0) | (own > logits.max(axis=1))))
+
+    def weights_at(self, z) -> np.ndarray:
+        return self.s[:, None, None] * self.loss.curvature(self.y, z)
+
+    def hessian_at(self, z) -> np.ndarray:
+        """The (m p, m p) Hessian: block (a, b) is ``A^T diag(s_i K_i[a, b]) A``."""
+        K = self.weights_at(z)
+        p, m = self.design.p, self.m
+        H = np.empty((m * p, m * p))
+        for a in range(m):
+            for b in range(a, m):
+                G = self.design.weighted_gram(np.ascontiguousarray(K[:, a, b]))
+                H[a * p:(a + 1) * p, b * p:(b + 1) * p] = G
+                if b != a:
+                    H[b * p:(b + 1) * p, a * p:(a + 1) * p] = G.T
+        H[np.diag_indices_from(H)] += self.lam * self.pen
+        return H
+
+    def hessvec(self, K, v) -> np.ndarray:
+        Zv = self.zdir(v)
+        return self._back(np.einsum("nab,nb->na", K, Zv)) + self.lam * self.pen * v
 
 
 def _pcg(hv, b, precond, rtol, maxiter):
@@ -137,7 +208,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
         if it >= max_iter:
             break
         it += 1
-        if check_separable and np.all((obj.s == 0) | ((2 * obj.y - 1) * z > 0)):
+        if check_separable and obj.separable(z):
             raise SingularHessianError(
                 f"the training data are linearly separable, so the unpenalised fit has no finite optimum; {_SINGULAR_HINT}")
         w = obj.weights_at(z)
@@ -158,7 +229,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
             if it >= max_iter:
                 break
             continue
-        Ap = obj.design.matvec(p)
+        Ap = obj.zdir(p)
         step, g_new = 1.0, None
         gmax = float(np.max(np.abs(g)))
         noise = 1e3 * np.finfo(float).eps * max(1.0, abs(f))

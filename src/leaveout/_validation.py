@@ -65,9 +65,39 @@ def check_binary_y(y, n_samples: int, name: str = "y"):
         )
     if classes.size > 2:
         raise ValueError(
-            f"{name} has {classes.size} distinct values; binary logistic regression needs exactly two"
+            f"{name} has {classes.size} distinct values; binary logistic regression needs exactly two "
+            "(use family='multinomial' for more classes)"
         )
     return (y == classes[1]).astype(np.float64), classes
+
+
+def check_class_y(y, n_samples: int, name: str = "y", classes=None):
+    """Map class labels to int codes ``0..C-1`` and return ``(codes, classes)``.
+
+    ``classes`` fixes the classes and their order (default: the sorted distinct labels);
+    every label must be one of them and every class must occur in ``y``.
+    """
+    y = _check_target_shape(np.asarray(y), n_samples, name)
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if classes is None:
+        classes = np.unique(y)
+    else:
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or np.unique(classes).size != classes.size:
+            raise ValueError("classes must be a 1-D list of distinct labels")
+        outside = ~np.isin(y, classes)
+        if outside.any():
+            raise ValueError(f"{name} has label {y[outside][0]!r}, which is not in classes {list(classes)}")
+        missing = classes[~np.isin(classes, y)]
+        if missing.size:
+            raise ValueError(f"class {missing[0]!r} does not occur in {name}; every class needs training "
+                             "rows (drop it from classes)")
+    if classes.size < 2:
+        raise ValueError(f"{name} has only one class ({classes[0]!r}); a classifier needs at least two")
+    order = np.argsort(classes, kind="stable")
+    codes = order[np.searchsorted(classes[order], y)]
+    return codes.astype(np.int64), classes
 
 
 def check_real_y(y, n_samples: int, name: str = "y") -> np.ndarray:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["LogisticLoss", "SquaredLoss", "PoissonLoss", "get_loss"]
+__all__ = ["LogisticLoss", "SquaredLoss", "PoissonLoss", "SoftmaxLoss", "get_loss",
+           "sum_to_zero_basis"]
 
 
 class LogisticLoss:
@@ -144,7 +145,101 @@ class PoissonLoss:
         return y, None
 
 
-_LOSSES = {"logistic": LogisticLoss, "squared": SquaredLoss, "poisson": PoissonLoss}
+def sum_to_zero_basis(n_classes: int) -> np.ndarray:
+    """Orthonormal basis ``Q`` (C, C-1) of the vectors in R^C whose entries sum to zero.
+
+    Column ``a`` (0-based) is the Helmert contrast ``(1, ..., 1, -(a+1), 0, ..., 0)``
+    (``a + 1`` ones) scaled to unit length, so ``Q^T Q = I`` and ``Q Q^T = I - 11^T / C``.
+    """
+    C = int(n_classes)
+    Q = np.zeros((C, C - 1))
+    for a in range(1, C):
+        Q[:a, a - 1] = 1.0
+        Q[a, a - 1] = -float(a)
+        Q[:, a - 1] /= np.sqrt(a * (a + 1.0))
+    return Q
+
+
+class SoftmaxLoss:
+    r"""Multinomial cross-entropy (softmax link) over ``C`` classes, sum-to-zero logits.
+
+    The logits of a row are ``z = Q u`` with ``u`` in R^{C-1} and ``Q`` the orthonormal
+    basis of :func:`sum_to_zero_basis`, so ``sum_c z_c = 0``. In ``u``,
+
+    .. math::
+
+        \ell(y, u) = \log\sum_c e^{z_c} - z_y, \qquad
+        \nabla_u \ell = Q^\top (p - e_y), \qquad
+        \nabla^2_u \ell = Q^\top (\mathrm{diag}(p) - p p^\top) Q,
+
+    with ``p = softmax(z)``. The Hessian has rank C-1 in ``u`` (positive definite while every
+    ``p_c > 0``). Labels are class codes ``0..C-1``.
+    """
+
+    name = "multinomial"
+    #: every entry of the gradient in u is at most sqrt(2) in size
+    bounded_derivative = True
+
+    def __init__(self, n_classes: int):
+        if int(n_classes) < 2:
+            raise ValueError("the multinomial family needs at least two classes")
+        self.n_classes = int(n_classes)
+        self.Q = sum_to_zero_basis(self.n_classes)
+
+    def logits(self, u: np.ndarray) -> np.ndarray:
+        """Sum-to-zero logits ``Q u`` of shape (n, C) from ``u`` of shape (n, C-1)."""
+        return u @ self.Q.T
+
+    def mean(self, u: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, C)."""
+        z = self.logits(u)
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def value(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Pointwise loss ``log sum_c exp(z_c - z_y)``, shape (n,).
+
+        Rows whose own class has the largest logit use ``log1p`` of the other terms, which
+        keeps full relative accuracy for confident correct predictions.
+        """
+        z = self.logits(u)
+        rows = np.arange(z.shape[0])
+        dz = z - z[rows, y][:, None]
+        top = dz.max(axis=1)
+        e = np.exp(dz - top[:, None])
+        e[rows, y] = 0.0
+        others = e.sum(axis=1)
+        own_top = top <= 0
+        out = np.empty(z.shape[0])
+        out[own_top] = np.log1p(others[own_top])
+        t = top[~own_top]
+        out[~own_top] = t + np.log(others[~own_top] + np.exp(-t))
+        return out
+
+    def derivative(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Gradient in ``u``: ``Q^T (p - e_y)``, shape (n, C-1)."""
+        r = self.mean(u)
+        r[np.arange(r.shape[0]), y] -= 1.0
+        return r @ self.Q
+
+    def curvature(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Hessian blocks in ``u``: ``Q^T (diag(p) - p p^T) Q``, shape (n, C-1, C-1)."""
+        p = self.mean(u)
+        Qp = p @ self.Q
+        K = np.einsum("ca,nc,cb->nab", self.Q, p, self.Q, optimize=True)
+        K -= Qp[:, :, None] * Qp[:, None, :]
+        return K
+
+    @staticmethod
+    def check_target(y, n_samples: int, name: str = "y", classes=None):
+        """Class codes ``0..C-1`` and the original classes."""
+        from ._validation import check_class_y
+        return check_class_y(y, n_samples, name, classes)
+
+
+_LOSSES = {"logistic": LogisticLoss, "squared": SquaredLoss, "poisson": PoissonLoss,
+           "multinomial": SoftmaxLoss}
 
 
 def get_loss(family: str):

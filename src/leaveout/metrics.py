@@ -1,7 +1,9 @@
 """Smooth functions of the parameters whose leave-T-out change we estimate.
 
 Each metric gives its value and gradient at a parameter vector ``theta`` of a fitted
-:class:`~leaveout.GLM` (intercept last). The *removal effect* of an estimate ``dtheta`` is
+:class:`~leaveout.GLM` (intercept last). For the multinomial family ``theta`` is the class-major vector of
+:mod:`leaveout.model` and "the prediction" is the probability of one chosen class. The
+*removal effect* of an estimate ``dtheta`` is
 ``f(theta_hat + dtheta) - f(theta_hat)``; the *linear effect* is ``<grad f(theta_hat), dtheta>``,
 except for :class:`SelfLoss`, whose gradient vanishes at the optimum, where it is the
 second-order term ``dtheta^T H dtheta / 2``.
@@ -59,47 +61,86 @@ class _TestRows(Metric):
                 else:
                     if not np.all(np.isin(yy, classes)):
                         raise ValueError(f"y_test has labels outside the training classes {list(classes)}")
-                    y = (yy == classes[1]).astype(np.float64)
+                    if model.family == "multinomial":
+                        y = np.array([_class_code(model, c, "y_test") for c in yy], dtype=np.int64)
+                    else:
+                        y = (yy == classes[1]).astype(np.float64)
             off = 0.0
             if self.offset is not None:
+                if model.family == "multinomial":
+                    raise ValueError("offset is not supported for the multinomial family")
                 from ._validation import check_offset
                 off = check_offset(self.offset, design.n, "offset")
             self._cache = (key, design, y, off)
         return self._cache[1], self._cache[2]
 
     def _z(self, model, theta):
-        """Linear predictors of the rows (offset included)."""
+        """Linear predictors of the rows (offset included; multinomial: (n, C-1))."""
         self._rows(model)
-        return self._cache[1].matvec(theta) + self._cache[3]
+        return model._linear(self._cache[1], theta) + self._cache[3]
+
+
+def _class_code(model, label, name="label"):
+    """Position of ``label`` in ``model.classes_``."""
+    hit = np.flatnonzero(np.asarray(model.classes_) == label)
+    if hit.size != 1:
+        raise ValueError(f"{name} {label!r} is not one of the training classes {list(model.classes_)}")
+    return int(hit[0])
 
 
 class TestPrediction(_TestRows):
     """Sum over the test rows of the predicted mean: ``P(y = 1)`` for the logistic family,
-    ``x^T theta`` for squared, ``exp(x^T theta)`` for Poisson.
+    ``P(y = label)`` for multinomial, ``x^T theta`` for squared, ``exp(x^T theta)`` for Poisson.
 
     Parameters
     ----------
     X : array-like or sparse matrix of shape (n_test, n_features)
     offset : array-like of shape (n_test,), optional
         Offsets of the rows' linear predictors (e.g. log exposure for Poisson).
+    label : optional
+        Multinomial family only (and required there): the class whose predicted
+        probability is summed.
     """
 
     name = "test-pred"
     __test__ = False  # not a pytest test class
 
-    def __init__(self, X, offset=None):
+    def __init__(self, X, offset=None, label=None):
         super().__init__(X, None, offset)
+        self.label = label
+
+    def _code(self, model):
+        if model.family != "multinomial":
+            if self.label is not None:
+                raise ValueError("TestPrediction(label=...) is for the multinomial family; the logistic "
+                                 "prediction is always P(y = classes_[1])")
+            return None
+        if self.label is None:
+            raise ValueError("TestPrediction needs label= for the multinomial family: the class whose "
+                             f"probability is summed, one of {list(model.classes_)}")
+        return _class_code(model, self.label)
+
+    def _means(self, model, theta):
+        k = self._code(model)
+        mu = model._loss.mean(self._z(model, theta))
+        return mu if k is None else mu[:, k]
 
     def value(self, model, theta):
-        return float(np.sum(model._loss.mean(self._z(model, theta))))
+        return float(np.sum(self._means(model, theta)))
 
     def difference(self, model, theta0, theta1):
-        m = model._loss.mean
-        return float(np.sum(m(self._z(model, theta1)) - m(self._z(model, theta0))))
+        return float(np.sum(self._means(model, theta1) - self._means(model, theta0)))
 
     def gradient(self, model, theta):
         design, _ = self._rows(model)
-        return design.rmatvec(model._loss.mean_derivative(self._z(model, theta)))
+        k = self._code(model)
+        if k is None:
+            return design.rmatvec(model._loss.mean_derivative(self._z(model, theta)))
+        P = model._loss.mean(self._z(model, theta))
+        Q = model._loss.Q
+        # d p_k / d u = Q^T p_k (e_k - p)
+        G = P[:, k:k + 1] * (Q[k][None, :] - P @ Q)
+        return model._linear_t(design, G)
 
 
 class TestLoss(_TestRows):
@@ -130,7 +171,7 @@ class TestLoss(_TestRows):
 
     def gradient(self, model, theta):
         design, y = self._rows(model)
-        return design.rmatvec(model._loss.derivative(y, self._z(model, theta)))
+        return model._linear_t(design, model._loss.derivative(y, self._z(model, theta)))
 
 
 class SelfLoss(Metric):
@@ -159,29 +200,41 @@ class SelfLoss(Metric):
 
 
 class Coefficient(Metric):
-    """One coefficient ``coef_[j]`` (``j="intercept"`` for the intercept)."""
+    """One coefficient ``coef_[j]`` (``j="intercept"`` for the intercept); for the
+    multinomial family ``coef_[label, j]`` (``label`` is then required)."""
 
-    def __init__(self, j):
+    def __init__(self, j, label=None):
         self.j = j
-        self.name = f"coef[{j}]"
+        self.label = label
+        self.name = f"coef[{j}]" if label is None else f"coef[{label}, {j}]"
 
     def _index(self, model):
         model._check_fitted()
         if self.j == "intercept":
             if not model.fit_intercept:
                 raise ValueError("Coefficient('intercept'): the model has no intercept")
-            return model.theta_.size - 1
+            return model._design.p - 1
         if not isinstance(self.j, numbers.Integral) or not 0 <= self.j < model.n_features_in_:
             raise ValueError(f"Coefficient(j): j must be an integer in 0..{model.n_features_in_ - 1} or 'intercept', got {self.j!r}")
         return int(self.j)
 
-    def value(self, model, theta):
-        return float(np.asarray(theta)[self._index(model)])
-
     def gradient(self, model, theta):
+        j = self._index(model)
         g = np.zeros(model.theta_.size)
-        g[self._index(model)] = 1.0
+        if model.family != "multinomial":
+            if self.label is not None:
+                raise ValueError("Coefficient(label=...) is for the multinomial family")
+            g[j] = 1.0
+            return g
+        if self.label is None:
+            raise ValueError(f"Coefficient needs label= for the multinomial family, one of {list(model.classes_)}")
+        # W[j, k] = sum_a B[a, j] Q[k, a]
+        p = model._design.p
+        g[j::p] = model._loss.Q[_class_code(model, self.label)]
         return g
+
+    def value(self, model, theta):
+        return float(self.gradient(model, theta) @ np.asarray(theta))
 
 
 class Logit(_TestRows):
@@ -192,12 +245,16 @@ class Logit(_TestRows):
     def __init__(self, X):
         super().__init__(X, None)
 
+    def _check(self, model):
+        if model.family == "multinomial":
+            raise ValueError("Logit is not defined for the multinomial family; use TestPrediction(label=...)")
+        return self._rows(model)[0]
+
     def value(self, model, theta):
-        design, _ = self._rows(model)
-        return float(np.sum(design.matvec(theta)))
+        return float(np.sum(self._check(model).matvec(theta)))
 
     def gradient(self, model, theta):
-        design, _ = self._rows(model)
+        design = self._check(model)
         return design.rmatvec(np.ones(design.n))
 
 

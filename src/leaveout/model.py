@@ -21,6 +21,15 @@ terms) is in sum form, so that removing a set T means subtracting its terms.
 
 The parameter vector ``theta`` has length ``n_features + fit_intercept`` with the intercept
 last; ``coef_`` and ``intercept_`` are its two parts.
+
+The multinomial family (softmax over C classes) has sum-to-zero logits: the coefficient
+matrix ``W`` (n_features + fit_intercept, C) satisfies ``W 1 = 0`` and is written
+``W = B^T Q^T`` with ``Q`` the orthonormal basis of
+:func:`~leaveout.losses.sum_to_zero_basis` and ``B`` of shape (C-1, n_features +
+fit_intercept). Then ``||W||^2 = ||B||^2``, so the penalty is the usual one on all C
+columns (scikit-learn's), and ``theta = B.ravel()`` (class-major: C-1 blocks, each with its
+intercept last) has length ``(C-1) * (n_features + fit_intercept)``. ``coef_`` (C, n_features)
+and ``intercept_`` (C,) are ``W``'s parts; :meth:`GLM.unpack` maps any theta to them.
 """
 
 from __future__ import annotations
@@ -31,9 +40,9 @@ import numpy as np
 
 from . import _validation as v
 from ._design import Design
-from ._newton import Objective, newton_solve
+from ._newton import Objective, SoftmaxObjective, newton_solve
 from .exceptions import ConvergenceWarning, SingularHessianError
-from .losses import get_loss
+from .losses import SoftmaxLoss, get_loss
 
 __all__ = ["GLM"]
 
@@ -45,9 +54,11 @@ class GLM:
 
     Parameters
     ----------
-    family : {"logistic", "squared", "poisson"}, default="logistic"
+    family : {"logistic", "squared", "poisson", "multinomial"}, default="logistic"
         Loss and link: binary cross-entropy with the logit link, squared error with the
-        identity link (ridge regression), or the Poisson deviance with the log link.
+        identity link (ridge regression), the Poisson deviance with the log link, or the
+        multinomial cross-entropy with the softmax link (C >= 2 classes, sum-to-zero
+        parameterisation: see the module docstring).
     l2 : float, default=1.0
         Penalty strength lambda >= 0 (see the module docstring for where it sits).
     penalty : {"fixed", "per_sample"}, default="fixed"
@@ -65,10 +76,11 @@ class GLM:
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features,)
-    intercept_ : float
-    classes_ : ndarray of shape (2,)
-        The original labels; ``classes_[1]`` is coded 1 (logistic family only).
+    coef_ : ndarray of shape (n_features,), or (n_classes, n_features) for multinomial
+    intercept_ : float, or ndarray of shape (n_classes,) for multinomial
+    classes_ : ndarray of shape (n_classes,)
+        The original labels (logistic: ``classes_[1]`` is coded 1; multinomial: the order of
+        the columns of ``predict_proba``). Classifiers only.
     converged_ : bool
     n_iter_ : int
     grad_norm_ : float
@@ -86,7 +98,10 @@ class GLM:
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self):
-        self._loss = get_loss(self.family)
+        loss = get_loss(self.family)
+        if loss is SoftmaxLoss and hasattr(self, "classes_"):
+            loss = SoftmaxLoss(len(self.classes_))
+        self._loss = loss
         self.l2 = v.check_l2(self.l2)
         v.check_choice(self.penalty, "penalty", PENALTIES)
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
@@ -94,25 +109,39 @@ class GLM:
         if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
-    def fit(self, X, y, sample_weight=None, init=None, offset=None) -> "GLM":
-        """Fit to ``X`` (n_samples, n_features), dense or scipy.sparse, and binary ``y``.
+    def fit(self, X, y, sample_weight=None, init=None, offset=None, classes=None) -> "GLM":
+        """Fit to ``X`` (n_samples, n_features), dense or scipy.sparse, and ``y``.
 
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-            Two distinct values (0/1, bool, or any two labels, mapped in sorted order).
+            Logistic: two distinct values (0/1, bool, or any two labels, mapped in sorted
+            order). Multinomial: any labels. Squared / Poisson: real / non-negative values.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights; a weight of w counts as w copies of the row.
         init : array-like of shape (n_features + fit_intercept,), optional
-            Warm start (intercept last).
+            Warm start (intercept last; multinomial: ``theta`` as in the module docstring).
         offset : array-like of shape (n_samples,), optional
             Known part of each linear predictor, ``z_i = x_i^T theta + offset_i`` (e.g. the
-            log exposure of a Poisson rate). A removed row takes its offset along.
+            log exposure of a Poisson rate). A removed row takes its offset along. Not
+            available for the multinomial family.
+        classes : array-like, optional
+            Multinomial only: the classes in the order of ``predict_proba``'s columns
+            (default: the sorted distinct labels); each must occur in ``y``.
         """
+        self.__dict__.pop("classes_", None)
         self._check_params()
         X = v.check_X(X, "X")
-        y01, classes = self._loss.check_target(y, X.shape[0], "y")
+        multi = self.family == "multinomial"
+        if classes is not None and not multi:
+            raise ValueError("classes is for the multinomial family only")
+        if multi:
+            y01, classes = self._loss.check_target(y, X.shape[0], "y", classes)
+            if offset is not None:
+                raise ValueError("offset is not supported for the multinomial family")
+        else:
+            y01, classes = self._loss.check_target(y, X.shape[0], "y")
         s = v.check_sample_weight(sample_weight, X.shape[0])
         if classes is not None:
             self.classes_ = classes
@@ -129,7 +158,7 @@ class GLM:
         pen = np.ones(design.p)
         if self.fit_intercept:
             pen[-1] = 0.0
-        self._pen = pen
+        self._pen = np.tile(pen, self._n_blocks())
         lam = self.l2 * (float(s.sum()) if self.penalty == "per_sample" else 1.0)
         self._lam = lam
         n_eff = int(np.count_nonzero(s))
@@ -161,14 +190,16 @@ class GLM:
     def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None, offset=None) -> "GLM":
         """Fit on a prepared design; used by ``fit`` and by exact retraining."""
         self._setup(design, y01, s, scale, offset)
+        n_params = self._pen.size
         if init is None:
-            theta0 = np.zeros(design.p)
+            theta0 = np.zeros(n_params)
         else:
             theta0 = np.asarray(init, dtype=np.float64).ravel()
-            if theta0.shape != (design.p,) or not np.all(np.isfinite(theta0)):
-                raise ValueError(f"init must be a finite vector of length {design.p}")
+            if theta0.shape != (n_params,) or not np.all(np.isfinite(theta0)):
+                raise ValueError(f"init must be a finite vector of length {n_params}")
         res = newton_solve(self._objective(), theta0, self._scale, self.tol, self.max_iter,
-                           check_separable=(self._lam == 0 and self.family == "logistic"), precond=precond)
+                           check_separable=(self._lam == 0 and self.family in ("logistic", "multinomial")),
+                           precond=precond)
         return self._finish(res.theta, res.converged, res.n_iter, res.grad_norm, res.n_hessians, res.n_hessvec)
 
     def _gradient_scale(self, col_l1_max: float, y, s) -> float:
@@ -185,16 +216,57 @@ class GLM:
             self._col_l1 = self._design.column_l1(self._s)
         return self._col_l1
 
-    def _objective(self) -> Objective:
+    def _n_blocks(self) -> int:
+        """Number of parameter blocks of length p: C-1 for multinomial, else 1."""
+        return self._loss.n_classes - 1 if self.family == "multinomial" else 1
+
+    def _objective(self):
+        if self.family == "multinomial":
+            return SoftmaxObjective(self._design, self._y, self._s, self._loss, self._lam, self._pen)
         return Objective(self._design, self._y, self._s, self._loss, self._lam, self._pen, self._offset)
 
+    def _linear(self, design, theta) -> np.ndarray:
+        """Linear predictors of ``design``'s rows without offset: ``A theta``, or for
+        multinomial the (n, C-1) coordinates ``A B^T`` of the logits."""
+        if self.family == "multinomial":
+            return design.matvec(np.asarray(theta).reshape(self._n_blocks(), design.p).T)
+        return design.matvec(theta)
+
+    def _linear_t(self, design, R) -> np.ndarray:
+        """The adjoint of :meth:`_linear`: the gradient in theta of ``sum(R * linear)``."""
+        if self.family == "multinomial":
+            return design.rmatvec(R).T.ravel()
+        return design.rmatvec(R)
+
     def _z(self, theta) -> np.ndarray:
-        """Training linear predictors ``A theta + offset``."""
+        """Training linear predictors ``A theta + offset`` (multinomial: (n, C-1))."""
+        if self.family == "multinomial":
+            return self._linear(self._design, theta)
         return self._design.matvec(theta) + self._offset
+
+    def unpack(self, theta=None):
+        """``(coef, intercept)`` of a parameter vector (default: the fit).
+
+        Multinomial: ``coef`` of shape (n_classes, n_features) and ``intercept`` (n_classes,),
+        both summing to zero over the classes. Other families: ``coef`` (n_features,) and a
+        float ``intercept``. Useful to read a change ``att.delta(T)`` in the usual layout.
+        """
+        self._check_fitted()
+        theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
+        if self.family == "multinomial":
+            W = theta.reshape(self._n_blocks(), -1).T @ self._loss.Q.T     # (p, C)
+            if self.fit_intercept:
+                return W[:-1].T.copy(), W[-1].copy()
+            return W.T.copy(), np.zeros(W.shape[1])
+        if self.fit_intercept:
+            return theta[:-1].copy(), float(theta[-1])
+        return theta.copy(), 0.0
 
     def _set_theta(self, theta):
         self.theta_ = np.asarray(theta, dtype=np.float64)
-        if self.fit_intercept:
+        if self.family == "multinomial":
+            self.coef_, self.intercept_ = self.unpack(self.theta_)
+        elif self.fit_intercept:
             self.coef_, self.intercept_ = self.theta_[:-1].copy(), float(self.theta_[-1])
         else:
             self.coef_, self.intercept_ = self.theta_.copy(), 0.0
@@ -214,21 +286,35 @@ class GLM:
         return Design.from_X(X, self.fit_intercept)
 
     def decision_function(self, X, offset=None) -> np.ndarray:
-        """Linear predictor ``x^T coef + intercept (+ offset)`` for each row."""
+        """Linear predictor ``x^T coef + intercept (+ offset)`` for each row; for the
+        multinomial family the sum-to-zero logits, shape (n_samples, n_classes)."""
         design = self._design_for(X)
+        if self.family == "multinomial":
+            if offset is not None:
+                raise ValueError("offset is not supported for the multinomial family")
+            return self._loss.logits(self._linear(design, self.theta_))
         z = design.matvec(self.theta_)
         return z if offset is None else z + v.check_offset(offset, design.n, "offset")
 
     def predict_proba(self, X, offset=None) -> np.ndarray:
-        """Probability of ``classes_[1]`` for each row, shape (n_samples,) (logistic only)."""
+        """Logistic: probability of ``classes_[1]``, shape (n_samples,). Multinomial: the
+        probability of each class in ``classes_``, shape (n_samples, n_classes)."""
+        if self.family == "multinomial":
+            design = self._design_for(X)
+            if offset is not None:
+                raise ValueError("offset is not supported for the multinomial family")
+            return self._loss.mean(self._linear(design, self.theta_))
         if self.family != "logistic":
-            raise ValueError(f"predict_proba is for the logistic family; use predict for {self.family!r}")
+            raise ValueError(f"predict_proba is for the logistic and multinomial families; use predict for {self.family!r}")
         return self._loss.mean(self.decision_function(X, offset))
 
     def predict(self, X, offset=None) -> np.ndarray:
-        """Predicted class (logistic) or mean response (squared: x^T theta; poisson: exp)."""
+        """Predicted class (logistic, multinomial) or mean response (squared: x^T theta;
+        poisson: exp)."""
         if self.family == "logistic":
             return self.classes_[(self.decision_function(X, offset) > 0).astype(int)]
+        if self.family == "multinomial":
+            return self.classes_[np.argmax(self.decision_function(X, offset), axis=1)]
         return self._loss.mean(self.decision_function(X, offset))
 
     # ---------------------------------------------------- objective in sum form
