@@ -76,3 +76,70 @@ def tight_fit(A, y, s, l2, penalty, fit_intercept, family="logistic"):
     for _ in range(3):  # polish with exact Newton steps
         theta = theta - np.linalg.solve(h(theta), g(theta))
     return theta
+
+
+# ---------------------------------------------------------------- multinomial (softmax)
+def helmert(C):
+    """The documented sum-to-zero basis: column a is (1,..,1, -(a+1), 0,..) / norm."""
+    Q = np.zeros((C, C - 1))
+    for a in range(C - 1):
+        v = np.zeros(C)
+        v[:a + 1] = 1.0
+        v[a + 1] = -(a + 1.0)
+        Q[:, a] = v / np.linalg.norm(v)
+    return Q
+
+
+def softmax_pieces(A, y, s, theta, l2, penalty, fit_intercept, C):
+    """Per-sample g_i (n, P), H_i (n, P, P) and the full H for the class-major parameters
+    theta = vec(B), B of shape (C-1, p), logits z = Q B x; written with explicit loops."""
+    n, p = A.shape
+    m = C - 1
+    Q = helmert(C)
+    B = theta.reshape(m, p)
+    Mt = np.diag(np.tile(np.r_[np.ones(p - 1), 0.0] if fit_intercept else np.ones(p), m))
+    g = np.empty((n, m * p))
+    Hs = np.empty((n, m * p, m * p))
+    for i in range(n):
+        z = Q @ (B @ A[i])
+        pr = np.exp(z - z.max())
+        pr /= pr.sum()
+        e = np.zeros(C)
+        e[y[i]] = 1.0
+        g[i] = s[i] * np.kron(Q.T @ (pr - e), A[i])
+        Hs[i] = s[i] * np.kron(Q.T @ (np.diag(pr) - np.outer(pr, pr)) @ Q, np.outer(A[i], A[i]))
+        if penalty == "per_sample":
+            g[i] += s[i] * l2 * Mt @ theta
+            Hs[i] += s[i] * l2 * Mt
+    H = Hs.sum(axis=0) + (l2 * Mt if penalty == "fixed" else 0.0)
+    return g, Hs, H
+
+
+def softmax_objective(A, y, s, l2, penalty, fit_intercept, C):
+    """Sum-form objective of theta, for an independent fit."""
+    from scipy.special import logsumexp
+    n, p = A.shape
+    Q = helmert(C)
+    pen = np.tile(np.r_[np.ones(p - 1), 0.0] if fit_intercept else np.ones(p), C - 1)
+    lam = l2 * (s.sum() if penalty == "per_sample" else 1.0)
+
+    def f(theta):
+        Z = A @ theta.reshape(C - 1, p).T @ Q.T
+        return float(s @ (logsumexp(Z, axis=1) - Z[np.arange(n), y]) + 0.5 * lam * (pen * theta) @ theta)
+
+    return f
+
+
+def softmax_tight_fit(A, y, s, l2, penalty, fit_intercept, C, theta0):
+    """Minimise the objective with scipy's BFGS from theta0, then exact Newton steps on
+    the reference pieces (independent of the package's solver)."""
+    f = softmax_objective(A, y, s, l2, penalty, fit_intercept, C)
+    theta = opt.minimize(f, theta0, method="BFGS", options={"gtol": 1e-10}).x
+    for _ in range(4):
+        g, _, H = softmax_pieces(A, y, s, theta, l2, penalty, fit_intercept, C)
+        grad = g.sum(axis=0)
+        if penalty == "fixed":
+            p = A.shape[1]
+            grad = grad + l2 * np.tile(np.r_[np.ones(p - 1), 0.0] if fit_intercept else np.ones(p), C - 1) * theta
+        theta = theta - np.linalg.solve(H, grad)
+    return theta

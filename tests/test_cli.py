@@ -129,3 +129,51 @@ def test_effect_for_the_squared_family_with_float_labels(tmp_path, capsys):
     for name in ("test-pred", "test-loss", "self-loss"):
         assert res["removal"][name]["ns"] == pytest.approx(res["removal"][name]["actual"], rel=1e-8, abs=1e-12)
     assert res["removal"]["self-loss"]["rif"] == pytest.approx(att.effect([1, 2, 3], SelfLoss(), "rif"), rel=1e-9)
+
+
+@pytest.fixture
+def multiclass_file(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 4))
+    y = np.array(["ant", "bee", "cow"])[np.argmax(X @ rng.normal(size=(4, 3)) + rng.gumbel(size=(150, 3)), axis=1)]
+    path = tmp_path / "three.npz"
+    np.savez(path, X_train=X[:100], y_train=y[:100], X_test=X[100:], y_test=y[100:])
+    return path, X[:100], y[:100], X[100:], y[100:]
+
+
+def test_multinomial_scores_and_effect_match_api(multiclass_file, tmp_path, capsys):
+    path, X, y, Xt, yt = multiclass_file
+    out = tmp_path / "s.csv"
+    assert main(["scores", str(path), "--family", "multinomial", "--classes", "cow,bee,ant", "--label", "bee",
+                 "--metric", "test-pred", "--test-index", "0,3,4", "--l2", "0.5", "--out", str(out)]) == 0
+    assert "P(y = 'bee')" in capsys.readouterr().out
+    rows = np.genfromtxt(out, delimiter=",", names=True)
+    model = lo.GLM("multinomial", l2=0.5).fit(X, y, classes=["cow", "bee", "ant"])
+    att = lo.Attribution(model)
+    metric = TestPrediction(Xt[[0, 3, 4]], label="bee")
+    np.testing.assert_allclose(rows["rif"], att.scores(metric, "rif"), rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(rows["leverage"], att.leverage, rtol=1e-9)
+    assert main(["effect", str(path), "--family", "multinomial", "--remove", "1,2", "--test-index", "0,3,4",
+                 "--l2", "0.5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    default = TestPrediction(Xt[[0, 3, 4]], label="cow")        # the last class by default
+    model = lo.GLM("multinomial", l2=0.5).fit(X, y)
+    att = lo.Attribution(model)
+    assert res["removal"]["test-pred"]["rif"] == pytest.approx(att.effect([1, 2], default, "rif"), rel=1e-9)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--classes", "ant,bee"], "y has label 'cow', which is not in classes"),
+    (["--classes", "ant,bee,cow,dog"], "class 'dog' does not occur in y"),
+    (["--label", "dog"], "--label: 'dog' is not one of the classes"),
+])
+def test_multinomial_bad_classes_give_one_line(multiclass_file, capsys, args, msg):
+    path = multiclass_file[0]
+    assert main(["effect", str(path), "--family", "multinomial", "--remove", "1"] + args) == 1
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_classes_option_needs_multinomial(data_file, capsys):
+    assert main(["effect", str(data_file[0]), "--remove", "1", "--classes", "0,1"]) == 1
+    assert "--classes is for --family multinomial" in capsys.readouterr().err

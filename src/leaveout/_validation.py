@@ -71,6 +71,11 @@ def check_binary_y(y, n_samples: int, name: str = "y"):
     return (y == classes[1]).astype(np.float64), classes
 
 
+def show(x) -> str:
+    """``repr`` of a label without numpy's type wrapper (``3``, not ``np.int64(3)``)."""
+    return repr(x.item() if isinstance(x, np.generic) else x)
+
+
 def check_class_y(y, n_samples: int, name: str = "y", classes=None):
     """Map class labels to int codes ``0..C-1`` and return ``(codes, classes)``.
 
@@ -88,13 +93,13 @@ def check_class_y(y, n_samples: int, name: str = "y", classes=None):
             raise ValueError("classes must be a 1-D list of distinct labels")
         outside = ~np.isin(y, classes)
         if outside.any():
-            raise ValueError(f"{name} has label {y[outside][0]!r}, which is not in classes {list(classes)}")
+            raise ValueError(f"{name} has label {show(y[outside][0])}, which is not in classes {classes.tolist()}")
         missing = classes[~np.isin(classes, y)]
         if missing.size:
-            raise ValueError(f"class {missing[0]!r} does not occur in {name}; every class needs training "
+            raise ValueError(f"class {show(missing[0])} does not occur in {name}; every class needs training "
                              "rows (drop it from classes)")
     if classes.size < 2:
-        raise ValueError(f"{name} has only one class ({classes[0]!r}); a classifier needs at least two")
+        raise ValueError(f"{name} has only one class ({show(classes[0])}); a classifier needs at least two")
     order = np.argsort(classes, kind="stable")
     codes = order[np.searchsorted(classes[order], y)]
     return codes.astype(np.int64), classes

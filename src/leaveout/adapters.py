@@ -17,15 +17,18 @@ from .model import GLM
 
 __all__ = ["from_sklearn", "from_statsmodels"]
 
-_SKLEARN_SUPPORTED = ("LogisticRegression (binary, L2 or no penalty, solver other than liblinear, "
-                      "no class_weight), LinearRegression, Ridge, PoissonRegressor")
+_SKLEARN_SUPPORTED = ("LogisticRegression (binary or multinomial, L2 or no penalty, solver other than "
+                      "liblinear, no class_weight), LinearRegression, Ridge, PoissonRegressor")
 _SM_SUPPORTED = ("GLM with Binomial/logit, Gaussian/identity or Poisson/log (freq_weights, offset "
                  "and exposure allowed), Logit, OLS")
 
 
-def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol, offset=None):
+def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol, offset=None, classes=None):
     glm.tol = tol
-    glm.fit(X, y, sample_weight=sample_weight, init=theta0, offset=offset)
+    if classes is not None:
+        glm.fit(X, y, sample_weight=sample_weight, init=theta0, classes=classes)
+    else:
+        glm.fit(X, y, sample_weight=sample_weight, init=theta0, offset=offset)
     moved = float(np.max(np.abs(glm.theta_ - theta0)) / max(1.0, float(np.max(np.abs(theta0)))))
     if moved > tol_moved:
         warnings.warn(f"{who}: refining to the certified optimum moved the coefficients by {moved:.1e} "
@@ -51,12 +54,18 @@ def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attr
     Notes
     -----
     ``LogisticRegression(C=c)`` minimises ``c * sum_i s_i l_i + |w|^2 / 2``: the "fixed"
-    convention with ``l2 = 1 / c`` (0 without a penalty). ``Ridge(alpha=a)``:
+    convention with ``l2 = 1 / c`` (0 without a penalty). With more than two classes it is
+    the multinomial family; its (C, n_features) coefficients are centred over the classes
+    (the softmax does not change, and the penalised optimum is centred already) and
+    mapped to the sum-to-zero parameters of :mod:`leaveout.model`, in the order of
+    ``estimator.classes_`` (every class must occur in ``y``). ``Ridge(alpha=a)``:
     ``sum_i (y_i - x_i w)^2 / 2 + a |w|^2 / 2`` up to a factor 2, so ``l2 = a``, "fixed".
     ``PoissonRegressor(alpha=a)`` minimises the weighted mean half-deviance plus
     ``a |w|^2 / 2``: the "per_sample" convention with ``l2 = a``.
     """
     name = type(estimator).__name__
+    if name not in ("LogisticRegression", "LinearRegression", "Ridge", "PoissonRegressor"):
+        raise ValueError(f"from_sklearn: {name} is not supported; supported: {_SKLEARN_SUPPORTED}")
     if not hasattr(estimator, "coef_"):
         raise ValueError(f"from_sklearn: the {name} is not fitted; call its fit first")
     fit_intercept = bool(getattr(estimator, "fit_intercept", True))
@@ -72,14 +81,26 @@ def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attr
         if getattr(estimator, "class_weight", None) is not None:
             raise ValueError("from_sklearn: class_weight is not supported; pass the equivalent "
                              f"sample_weight instead. Supported: {_SKLEARN_SUPPORTED}")
-        if getattr(estimator, "solver", "lbfgs") == "liblinear" and fit_intercept:
-            raise ValueError("from_sklearn: solver='liblinear' penalises the intercept, which no "
-                             f"convention here does; refit with another solver. Supported: {_SKLEARN_SUPPORTED}")
-        if len(estimator.classes_) != 2:
-            raise ValueError(f"from_sklearn: {len(estimator.classes_)} classes; only binary logistic "
-                             f"regression is supported so far. Supported: {_SKLEARN_SUPPORTED}")
+        solver = getattr(estimator, "solver", "lbfgs")
+        n_classes = len(estimator.classes_)
+        if solver == "liblinear" and (fit_intercept or n_classes > 2):
+            raise ValueError("from_sklearn: solver='liblinear' penalises the intercept and fits "
+                             "one-vs-rest, which no convention here does; refit with another solver. "
+                             f"Supported: {_SKLEARN_SUPPORTED}")
+        if n_classes > 2 and getattr(estimator, "multi_class", "multinomial") == "ovr":
+            raise ValueError("from_sklearn: multi_class='ovr' fits one binary model per class; refit with "
+                             f"the multinomial loss. Supported: {_SKLEARN_SUPPORTED}")
         C = float(estimator.C)
         l2 = 0.0 if penalty in (None, "none") or not np.isfinite(C) else 1.0 / C
+        if n_classes > 2:
+            glm = GLM("multinomial", l2=l2, penalty="fixed", fit_intercept=fit_intercept)
+            W = np.vstack([coef.T, intercept[None, :]]) if fit_intercept else coef.T.copy()
+            W -= W.mean(axis=1, keepdims=True)
+            from .losses import sum_to_zero_basis
+            theta0 = (W @ sum_to_zero_basis(n_classes)).T.ravel()
+            est_tol = float(getattr(estimator, "tol", 1e-4) or 1e-4)
+            return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5),
+                           f"from_sklearn({name})", tol, classes=estimator.classes_)
         glm = GLM("logistic", l2=l2, penalty="fixed", fit_intercept=fit_intercept)
     elif name == "LinearRegression":
         glm = GLM("squared", l2=0.0, penalty="fixed", fit_intercept=fit_intercept)

@@ -148,6 +148,15 @@ class Attribution:
         Hessian of the sum-form objective at ``theta`` (a fresh copy on each access).
     """
 
+    #: whether Newton-step bases under "per_sample" come from one shared eigendecomposition
+    _eigen_shifts = True
+
+    def __new__(cls, model=None, form: str = "auto"):
+        if cls is Attribution and getattr(model, "family", None) == "multinomial":
+            from ._multinomial import MultinomialAttribution
+            return super().__new__(MultinomialAttribution)
+        return super().__new__(cls)
+
     def __init__(self, model, form: str = "auto"):
         model._check_fitted()
         if not model.converged_:
@@ -208,7 +217,7 @@ class Attribution:
         kept); the leverages of all samples use a transient explicit factor.
         """
         if c == 0.0:
-            return self._factor, np.zeros(self._design.p)
+            return self._factor, np.zeros_like(self._b)
         with self._lock:
             hit = self._shifted.get(c)
         if hit is None:
@@ -354,13 +363,7 @@ class Attribution:
         if method == "if":
             return self._solve(self._group_gradient(T))
         if method == "rif":
-            alpha = self._rif_coef(T)
-            out = np.zeros(self._design.p)
-            for cv, sub in self._groups(T):
-                Fc, t = self._shift(cv)
-                pos = np.searchsorted(T, sub)
-                out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
-            return out
+            return self._rif_delta(T)
         if method == "ns":
             return self._newton_step(T)
         refit = self.retrain(T)
@@ -370,11 +373,27 @@ class Attribution:
                 f"{refit.grad_norm_:.2e}); it is not a ground truth")
         return refit.theta_ - self.theta
 
+    def _rif_delta(self, T):
+        """``sum_{i in T} RIF_i``."""
+        alpha = self._rif_coef(T)
+        out = np.zeros(self._design.p)
+        for cv, sub in self._groups(T):
+            Fc, t = self._shift(cv)
+            pos = np.searchsorted(T, sub)
+            out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
+        return out
+
+    def _check_classes_left(self, s):
+        """Refuse a refit whose remaining rows cannot determine the model."""
+        m = self.model
+        if m.family == "logistic" and np.unique(m._y[s > 0]).size < 2:
+            raise ValueError("T removes every sample of one class; the refit is undefined")
+
     def _ns_base(self, C: float):
         """Factor of ``B = H - C M`` (``C`` = the penalty share of T); the last one is kept."""
         if C == 0.0:
             return self._factor
-        if hasattr(self._factor, "shifts"):
+        if self._eigen_shifts and hasattr(self._factor, "shifts"):
             # primal form: one eigendecomposition serves every penalty share (no factor per C)
             with self._lock:
                 if self._eig_shifts is None:
@@ -393,7 +412,7 @@ class Attribution:
 
     def _prepare_shifts(self):
         """Build the shared eigendecomposition for Newton steps now (per_sample, primal)."""
-        if self._per_sample and hasattr(self._factor, "shifts"):
+        if self._per_sample and self._eigen_shifts and hasattr(self._factor, "shifts"):
             self._ns_base(float(self._c.min()) or 1e-300)
 
     def _ns_system(self, T, cache=True):
@@ -447,8 +466,7 @@ class Attribution:
         m = self.model
         s = m._s.copy()
         s[T] = 0.0
-        if m.family == "logistic" and np.unique(m._y[s > 0]).size < 2:
-            raise ValueError("T removes every sample of one class; the refit is undefined")
+        self._check_classes_left(s)
         try:
             G, system = self._ns_system(T)
             precond = system.apply
@@ -503,8 +521,7 @@ class Attribution:
         col_l1 = m._column_l1()
         for j, T in enumerate(Ts):
             S[T, j] = 0.0
-            if m.family == "logistic" and np.unique(m._y[S[:, j] > 0]).size < 2:
-                raise ValueError("T removes every sample of one class; the refit is undefined")
+            self._check_classes_left(S[:, j])
             G, system = given[j] if given is not None else self._ns_system(T)
             systems.append(system)
             Theta0[:, j] = self.theta + system.apply(G)

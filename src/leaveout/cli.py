@@ -59,8 +59,15 @@ def _add_model_args(p):
     p.add_argument("--test-index", metavar="LIST",
                    help="test rows for the metrics: comma-separated 0-based indices or @file "
                         "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
-    p.add_argument("--family", choices=["logistic", "squared", "poisson"], default="logistic",
-                   help="loss and link (default logistic; squared and poisson take real / count labels)")
+    p.add_argument("--family", choices=["logistic", "squared", "poisson", "multinomial"], default="logistic",
+                   help="loss and link (default logistic; squared and poisson take real / count labels; "
+                        "multinomial: softmax over any number of classes)")
+    p.add_argument("--classes", metavar="LIST",
+                   help="multinomial: the classes, comma-separated, in the order of the model's columns "
+                        "(default: the sorted labels of y_train); each must occur in y_train")
+    p.add_argument("--label", metavar="CLASS",
+                   help="multinomial: the class whose predicted probability test-pred sums "
+                        "(default: the last class)")
     p.add_argument("--l2", type=float, default=1.0, metavar="L", help="L2 penalty strength (default 1.0)")
     p.add_argument("--penalty", choices=["fixed", "per_sample"], default="fixed",
                    help="fixed: sum of losses + (L/2)|theta|^2; per_sample: mean loss + (L/2)|theta|^2")
@@ -119,7 +126,18 @@ def _fit(args):
     if not np.isfinite(args.l2) or args.l2 < 0:
         raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
     model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
-    model.fit(data.X_train, data.y_train)
+    if args.family == "multinomial":
+        classes = None if args.classes is None else _parse_labels(args.classes, data.y_train, "--classes")
+        model.fit(data.X_train, data.y_train, classes=classes)
+        args.label = (model.classes_[-1] if args.label is None
+                      else _parse_labels(args.label, data.y_train, "--label")[0])
+        if args.label not in model.classes_:
+            raise UserError(f"--label: {show(args.label)} is not one of the classes {model.classes_.tolist()}")
+    else:
+        for opt in ("classes", "label"):
+            if getattr(args, opt) is not None:
+                raise UserError(f"--{opt} is for --family multinomial")
+        model.fit(data.X_train, data.y_train)
     if args.test_index is not None:
         idx = parse_index_list(args.test_index, "--test-index")
         n_test = data.X_test.shape[0]
@@ -130,10 +148,31 @@ def _fit(args):
     return data, model, Attribution(model), idx
 
 
-def _metrics(data, idx):
+def show(x):
+    from ._validation import show as _show
+    return _show(x)
+
+
+def _parse_labels(text: str, y, arg: str) -> np.ndarray:
+    """Comma-separated labels in the dtype of ``y`` (numbers stay numbers)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{arg}: no labels given")
+    kind = np.asarray(y).dtype.kind
+    try:
+        if kind in "iub":
+            return np.array([int(t) for t in items])
+        if kind == "f":
+            return np.array([float(t) for t in items])
+    except ValueError:
+        raise UserError(f"{arg}: the labels in the data file are numbers; got {text!r}") from None
+    return np.array(items)
+
+
+def _metrics(data, idx, label=None):
     from .metrics import SelfLoss, TestLoss, TestPrediction
     Xt, yt = data.X_test[idx], data.y_test[idx]
-    return {"test-pred": TestPrediction(Xt), "test-loss": TestLoss(Xt, yt), "self-loss": SelfLoss()}
+    return {"test-pred": TestPrediction(Xt, label=label), "test-loss": TestLoss(Xt, yt), "self-loss": SelfLoss()}
 
 
 def _write_atomic(path, write):
@@ -156,7 +195,7 @@ def _write_atomic(path, write):
 
 def cmd_scores(args):
     data, model, att, idx = _fit(args)
-    metric = _metrics(data, idx)[args.metric]
+    metric = _metrics(data, idx, args.label)[args.metric]
     lev = att.leverage
     s_if = att.scores(metric, "if")
     s_rif = att.scores(metric, "rif")
@@ -167,15 +206,17 @@ def cmd_scores(args):
             fh.write(f"{i},{h!r},{a!r},{b!r}\n")
 
     _write_atomic(args.out, write)
-    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} over {idx.size} test rows; "
-          f"mean leverage {lev.mean():.3f})")
+    what = f"P(y = {show(args.label)}) " if args.family == "multinomial" and args.metric == "test-pred" else ""
+    lev_kind = "mean trace of the leverage blocks" if args.family == "multinomial" else "mean leverage"
+    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} {what}over {idx.size} test rows; "
+          f"{lev_kind} {lev.mean():.3f})")
 
 
 def cmd_effect(args):
     from ._validation import check_indices
     data, model, att, idx = _fit(args)
     T = check_indices(parse_index_list(args.remove, "--remove"), data.n, "--remove")
-    result = att.compare(T, _metrics(data, idx))
+    result = att.compare(T, _metrics(data, idx, args.label))
     if args.json:
         print(json.dumps(result, indent=2))
         return

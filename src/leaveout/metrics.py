@@ -15,6 +15,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import show
+
 __all__ = ["Metric", "TestPrediction", "TestLoss", "SelfLoss", "Coefficient", "Logit",
            "select_test_subset"]
 
@@ -84,7 +86,7 @@ def _class_code(model, label, name="label"):
     """Position of ``label`` in ``model.classes_``."""
     hit = np.flatnonzero(np.asarray(model.classes_) == label)
     if hit.size != 1:
-        raise ValueError(f"{name} {label!r} is not one of the training classes {list(model.classes_)}")
+        raise ValueError(f"{name} {show(label)} is not one of the training classes {model.classes_.tolist()}")
     return int(hit[0])
 
 
@@ -117,7 +119,7 @@ class TestPrediction(_TestRows):
             return None
         if self.label is None:
             raise ValueError("TestPrediction needs label= for the multinomial family: the class whose "
-                             f"probability is summed, one of {list(model.classes_)}")
+                             f"probability is summed, one of {model.classes_.tolist()}")
         return _class_code(model, self.label)
 
     def _means(self, model, theta):
@@ -227,7 +229,7 @@ class Coefficient(Metric):
             g[j] = 1.0
             return g
         if self.label is None:
-            raise ValueError(f"Coefficient needs label= for the multinomial family, one of {list(model.classes_)}")
+            raise ValueError(f"Coefficient needs label= for the multinomial family, one of {model.classes_.tolist()}")
         # W[j, k] = sum_a B[a, j] Q[k, a]
         p = model._design.p
         g[j::p] = model._loss.Q[_class_code(model, self.label)]

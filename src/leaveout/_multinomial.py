@@ -1,0 +1,346 @@
+r"""IF, RIF, NS and retrain for the multinomial family: per-sample Hessians of rank C-1.
+
+With the class-major parameters ``theta = vec(B)`` of :mod:`leaveout.model` (``m = C-1``
+blocks of length p) and ``E_i = I_m \otimes x_i`` (the (m p, m) matrix that places x_i in
+every block), the per-sample pieces in sum form are
+
+.. math::
+
+    g_i = E_i r_i + s_i b, \qquad H_i = E_i K_i E_i^\top + c_i M,
+
+with :math:`r_i = s_i Q^\top(p_i - e_{y_i})`, :math:`K_i = s_i Q^\top(\mathrm{diag}\,p_i -
+p_i p_i^\top) Q` (m x m, rank m while every class has probability > 0) and, under the
+"per_sample" penalty, :math:`b = \lambda M \hat\theta`, :math:`c_i = \lambda s_i` (zero under
+"fixed").
+
+RIF: with :math:`H' = H - c_i M`, the leverage block :math:`S_i = E_i^\top H'^{-1} E_i` (m x m)
+and :math:`t = H'^{-1} b`, Woodbury on the m x m block gives
+
+.. math::
+
+    \mathrm{RIF}_i = H'^{-1} E_i \alpha_i + s_i t, \qquad
+    \alpha_i = (I - K_i S_i)^{-1} (r_i + s_i K_i E_i^\top t),
+
+the matrix form of ``(r_i + ...) / (1 - h_i)``. With ``K_i = R_i R_i^T`` the eigenvalues of
+:math:`\Lambda_i = R_i^\top S_i R_i` lie in [0, 1) (1 means removing i leaves a singular
+Hessian), and ``alpha_i = v + R_i (I - Lambda_i)^{-1} R_i^T S_i v`` is evaluated in that
+stable form. NS: :math:`H_{-T} = H - C_T M - U U^\top` with
+:math:`U = [E_i R_i]_{i \in T}`, Woodbury on the :math:`|T| m` block.
+
+The leverage blocks of all samples cost one triangular solve per block column: block
+``a`` of ``E_i`` is zero above row ``a p``, so it is solved with the trailing part of the
+Cholesky factor only (``p^2 n m^3 / 3`` flops in all). No inverse of H is formed.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import scipy.linalg as la
+
+from ._factor import PrimalFactor
+from ._newton import cholesky
+from .attribution import Attribution, _DirectSystem, _WoodburySystem
+from ._validation import show
+from .exceptions import ConvergenceWarning, LeverageError
+
+# bytes of triangular-solve results held at once while computing leverage blocks
+_BLOCK_BYTES = 1 << 27
+
+
+class MultinomialAttribution(Attribution):
+    """:class:`~leaveout.Attribution` for a multinomial :class:`~leaveout.GLM`.
+
+    Created by ``Attribution(model)``; the same methods, with these differences:
+
+    * parameter changes (``delta``, rows of ``influence``) are in the class-major ``theta``
+      of :mod:`leaveout.model`; ``model.unpack(delta)`` gives them as (coef, intercept);
+    * :attr:`leverage` is the trace of each sample's (C-1) x (C-1) leverage block
+      (:attr:`leverage_blocks`), in [0, C-1);
+    * only the primal (Cholesky) form exists, and :meth:`retrain_many` refits one set at
+      a time.
+    """
+
+    _eigen_shifts = False
+
+    def __init__(self, model, form: str = "auto"):
+        if form not in ("auto", "primal"):
+            raise ValueError(f"form={form!r} is not available for the multinomial family; use 'auto' or 'primal'")
+        model._check_fitted()
+        if not model.converged_:
+            warnings.warn("the model did not converge; attributions are taken around an inexact optimum",
+                          ConvergenceWarning, stacklevel=3)
+        self.model = model
+        d = model._design
+        self._design = d
+        self.theta = model.theta_
+        self._m = model._n_blocks()
+        u = model._z(self.theta)
+        self._z = u
+        loss, y, s = model._loss, model._y, model._s
+        self._s = s
+        self._r = s[:, None] * loss.derivative(y, u)               # (n, m)
+        self._K = s[:, None, None] * loss.curvature(y, u)          # (n, m, m)
+        ev, vec = np.linalg.eigh(self._K)
+        self._R = vec * np.sqrt(np.clip(ev, 0.0, None))[:, None, :]  # K_i = R_i R_i^T
+        self._per_sample = model.penalty == "per_sample" and model.l2 > 0
+        P = self.theta.size
+        self._b = model.l2 * model._pen * self.theta if self._per_sample else np.zeros(P)
+        self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
+        H = model._objective().hessian_at(u)
+        self._factor = PrimalFactor(None, None, model._lam, model._pen, H=H)
+        self._shifted = {}
+        self._ns_shift = {}
+        self._ns_shift_keep = 1
+        self._eig_shifts = None
+        self._ns_cache = None
+        self._blocks = {}      # c -> leverage blocks S_i of every sample under H - c M
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ E_i products
+    @property
+    def _p(self):
+        return self._design.p
+
+    def _spread(self, rows, coef):
+        """``E_i coef_i`` for each row: shape (k, m p)."""
+        return (coef[:, :, None] * rows[:, None, :]).reshape(rows.shape[0], -1)
+
+    def _gather(self, rows, v):
+        """``E_i^T v`` for each row: shape (k, m)."""
+        return rows @ v.reshape(self._m, self._p).T
+
+    def _gather_all(self, v):
+        return self.model._linear(self._design, v)
+
+    # ------------------------------------------------------------ leverage blocks
+    def _all_blocks(self, factor):
+        """``S_i = E_i^T H^{-1} E_i`` of every sample from the Cholesky factor of H."""
+        L, m, p, n = factor.L, self._m, self._p, self.n_samples
+        per_row = 8 * p * m * (m + 1) // 2
+        step = max(1, min(n, _BLOCK_BYTES // per_row))
+        out = np.empty((n, m, m))
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            rows = self._design.dense_rows(np.arange(start, stop))
+            V = []
+            for a in range(m):
+                # block a of E_i e_a is x_i, zero above: only L's trailing part is needed
+                rhs = np.zeros(((m - a) * p, stop - start))
+                rhs[:p] = rows.T
+                V.append(la.solve_triangular(L[a * p:, a * p:], rhs, lower=True,
+                                             overwrite_b=True, check_finite=False))
+            for a in range(m):
+                for b in range(a, m):
+                    val = np.einsum("ij,ij->j", V[a][(b - a) * p:], V[b])
+                    out[start:stop, a, b] = val
+                    out[start:stop, b, a] = val
+            del V
+        return out
+
+    def _blocks_for(self, c: float):
+        """Leverage blocks of every sample under ``H - c M`` (cached per c)."""
+        with self._lock:
+            hit = self._blocks.get(c)
+        if hit is None:
+            factor = self._factor if c == 0.0 else self._factor.shifted(c)
+            hit = self._all_blocks(factor)
+            del factor
+            with self._lock:
+                self._blocks[c] = hit
+        return hit
+
+    def _blocks_of(self, idx, c: float):
+        """Leverage blocks under ``H - c M`` for samples ``idx``; a few samples are solved
+        directly, many trigger the all-sample computation."""
+        with self._lock:
+            hit = self._blocks.get(c)
+        if hit is not None or idx.size > 64:
+            return self._blocks_for(c)[idx]
+        solver = self._shift(c)[0]
+        rows = self._design.dense_rows(idx)
+        k, m, p = idx.size, self._m, self._p
+        E = np.zeros((k, m, m * p))
+        for a in range(m):
+            E[:, a, a * p:(a + 1) * p] = rows
+        Y = solver.solve(E.reshape(k * m, m * p).T).T.reshape(k, m, m, p)
+        return np.einsum("jp,jabp->jab", rows, Y)
+
+    def _lambda(self, idx, S):
+        """``Lambda_i = R_i^T S_i R_i``, the blocks whose eigenvalues are the leverages."""
+        R = self._R[idx]
+        return np.einsum("kba,kbc,kcd->kad", R, S, R)
+
+    @property
+    def leverage_blocks(self) -> np.ndarray:
+        """``Lambda_i = R_i^T E_i^T H^{-1} E_i R_i`` (``K_i = R_i R_i^T``), shape
+        (n_samples, C-1, C-1): the multinomial leverage. Its eigenvalues lie in [0, 1)."""
+        idx = np.arange(self.n_samples)
+        return self._lambda(idx, self._blocks_for(0.0))
+
+    @property
+    def leverage(self) -> np.ndarray:
+        """Trace of each sample's leverage block, shape (n_samples,), in [0, C-1)."""
+        if not hasattr(self, "_leverage"):
+            self._leverage = np.einsum("kaa->k", self.leverage_blocks)
+        return self._leverage
+
+    @property
+    def rif_leverage(self) -> np.ndarray:
+        """Trace of the leverage block that enters RIF (the removed sample's penalty share
+        taken out of H under "per_sample"); equal to :attr:`leverage` under "fixed"."""
+        if not self._per_sample:
+            return self.leverage
+        out = np.empty(self.n_samples)
+        for cv, sub in self._groups(np.arange(self.n_samples)):
+            out[sub] = np.einsum("kaa->k", self._lambda(sub, self._blocks_for(cv)[sub]))
+        return out
+
+    # ------------------------------------------------------------ RIF
+    def _rif_coef(self, idx) -> np.ndarray:
+        """``alpha_i`` (module docstring) for sorted ``idx``, shape (len(idx), m)."""
+        idx = np.asarray(idx)
+        alpha = np.empty((idx.size, self._m))
+        eye = np.eye(self._m)
+        for cv, sub in self._groups(idx):
+            pos = np.searchsorted(idx, sub)
+            S = self._blocks_of(sub, cv)
+            lam = self._lambda(sub, S)
+            top = np.linalg.eigvalsh(lam)[:, -1]
+            bad = np.flatnonzero(top >= 1.0 - 1e-12)
+            if bad.size:
+                raise LeverageError(
+                    f"sample {int(sub[bad[0]])} has a leverage eigenvalue >= 1 ({top[bad[0]]:.15g}): "
+                    "removing it alone leaves a singular Hessian, so its RIF is infinite; add an L2 penalty")
+            v = self._r[sub].copy()
+            if self._per_sample:
+                t = self._shift(cv)[1]
+                Et = self._gather(self._design.dense_rows(sub), t)
+                v += self._s[sub, None] * np.einsum("kab,kb->ka", self._K[sub], Et)
+            R = self._R[sub]
+            w = np.linalg.solve(eye - lam, np.einsum("kba,kb->ka", R, np.einsum("kab,kb->ka", S, v))[..., None])
+            alpha[pos] = v + np.einsum("kab,kb->ka", R, w[..., 0])
+        return alpha
+
+    def _rif_delta(self, T):
+        alpha = self._rif_coef(T)
+        out = np.zeros(self.theta.size)
+        for cv, sub in self._groups(T):
+            Fc, t = self._shift(cv)
+            pos = np.searchsorted(T, sub)
+            rows = self._design.dense_rows(sub)
+            out += Fc.solve((alpha[pos].T @ rows).ravel()) + self._s[sub].sum() * t
+        return out
+
+    # ------------------------------------------------------------ per-sample estimators
+    def _row_chunks(self, idx):
+        step = max(1, (1 << 20) // self.theta.size)
+        for lo in range(0, idx.size, step):
+            yield idx[lo:lo + step]
+
+    def influence(self) -> np.ndarray:
+        """IF rows, shape (n_samples, n_params) (class-major parameters)."""
+        out = np.empty((self.n_samples, self.theta.size))
+        Hb = self._solve(self._b)
+        for part in self._row_chunks(np.arange(self.n_samples)):
+            G = self._spread(self._design.dense_rows(part), self._r[part])
+            out[part] = self._solve(G.T).T + self._s[part, None] * Hb
+        return out
+
+    def rescaled_influence(self) -> np.ndarray:
+        """RIF rows, shape (n_samples, n_params) (class-major parameters)."""
+        idx = np.arange(self.n_samples)
+        alpha = self._rif_coef(idx)
+        out = np.empty((self.n_samples, self.theta.size))
+        for cv, sub in self._groups(idx):
+            Fc, t = self._shift(cv)
+            for part in self._row_chunks(sub):
+                G = self._spread(self._design.dense_rows(part), alpha[part])
+                out[part] = Fc.solve(G.T).T + self._s[part, None] * t
+        return out
+
+    def scores(self, metric, method: str = "rif") -> np.ndarray:
+        """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,);
+        see :meth:`Attribution.scores`. One solve and one pass over X after the leverage
+        blocks (RIF)."""
+        from . import _validation as v
+        v.check_choice(method, "method", ("if", "rif"))
+        if metric.quadratic:
+            return self._quadratic_scores(method)
+        phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
+        if method == "if":
+            q = self._solve(phi)
+            return np.einsum("na,na->n", self._r, self._gather_all(q)) + self._s * float(self._b @ q)
+        idx = np.arange(self.n_samples)
+        alpha = self._rif_coef(idx)
+        out = np.empty(self.n_samples)
+        for cv, sub in self._groups(idx):
+            Fc, t = self._shift(cv)
+            q = Fc.solve(phi)
+            Eq = self._gather_all(q)[sub] if sub.size == self.n_samples else \
+                self._gather(self._design.dense_rows(sub), q)
+            out[sub] = np.einsum("na,na->n", alpha[sub], Eq) + self._s[sub] * float(phi @ t)
+        return out
+
+    def _hess_quad(self, D):
+        """``d^T H d`` for each row d of ``D`` (k, n_params), without forming H."""
+        D2 = np.atleast_2d(D)
+        m, p = self._m, self._p
+        out = np.empty(D2.shape[0])
+        step = max(1, (1 << 23) // max(1, self.n_samples * m))
+        for lo in range(0, D2.shape[0], step):
+            Dc = D2[lo:lo + step]
+            k = Dc.shape[0]
+            Z = self._design.matvec(Dc.reshape(k * m, p).T).reshape(-1, k, m)   # (n, k, m)
+            quad = np.einsum("nka,nab,nkb->k", Z, self._K, Z, optimize=True)
+            out[lo:lo + k] = quad + self.model._lam * np.einsum("kj,kj->k", Dc * self.model._pen, Dc)
+        return out if np.ndim(D) > 1 else float(out[0])
+
+    # ------------------------------------------------------------ group estimators
+    def _group_gradient(self, T):
+        rows = self._design.dense_rows(T)
+        return (self._r[T].T @ rows).ravel() + self._s[T].sum() * self._b
+
+    def _ns_system(self, T, cache=True):
+        key = T.tobytes()
+        with self._lock:
+            hit = self._ns_cache
+        if cache and hit is not None and hit[0] == key:
+            return hit[1]
+        G = self._group_gradient(T)
+        rows = self._design.dense_rows(T)
+        k, m, P = T.size, self._m, self.theta.size
+        # column (i, j) of U is E_i R_i[:, j]
+        U = (self._R[T].transpose(0, 2, 1)[:, :, :, None] * rows[:, None, None, :]).reshape(k * m, P).T
+        C = float(self._c[T].sum())
+        if 2 * k * m >= P:   # the |T| m capacitance block is no smaller than H: factor H_{-T}
+            Hm = self.hessian - U @ U.T
+            Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
+            out = (G, _DirectSystem(cholesky(Hm, "leave-T-out Hessian")))
+        else:
+            out = (G, _WoodburySystem(self._ns_base(C), np.ascontiguousarray(U)))
+        if cache:
+            with self._lock:
+                self._ns_cache = (key, out)
+        return out
+
+    def _check_classes_left(self, s):
+        m = self.model
+        if m.fit_intercept or m.l2 == 0:
+            left = np.bincount(m._y[s > 0], minlength=len(m.classes_))
+            if np.any(left == 0):
+                gone = m.classes_[np.flatnonzero(left == 0)[0]]
+                raise ValueError(f"T removes every sample of class {show(gone)}; the refit is undefined "
+                                 "(that class's logit goes to -infinity)")
+
+    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
+        """Exact refits for several removal sets, one after the other (see :meth:`retrain`)."""
+        return [self.retrain(T, tol=tol, max_iter=max_iter) for T in Ts]
+
+    def effects_of(self, deltas: dict, metrics: dict, XD=None) -> dict:
+        """Removal and linear effects of several parameter changes on several metrics."""
+        return {name: {k: (self.effect_of(d, metric, "removal"), self.effect_of(d, metric, "linear"))
+                       for k, d in deltas.items()}
+                for name, metric in metrics.items()}
