@@ -27,7 +27,10 @@ class Design:
     @classmethod
     def from_X(cls, X, fit_intercept: bool) -> "Design":
         """Build from validated ``X`` (float64, or float16/32 as stored), appending a column
-        of ones if asked. The result is always float64."""
+        of ones if asked. The result is always float64. A ``numpy.memmap`` stays on disk:
+        its rows are streamed in chunks (:class:`ChunkedDesign`)."""
+        if isinstance(X, np.memmap):
+            return ChunkedDesign(X, fit_intercept)
         if not fit_intercept:
             return cls(X if sp.issparse(X) else np.asarray(X, dtype=np.float64))
         n, d = X.shape
@@ -94,6 +97,91 @@ class Design:
         """``sum_i s_i |A_ij|`` for each column j."""
         if self.sparse:
             return np.asarray(abs(self.A).T @ s).ravel()
+        out = np.zeros(self.p)
+        for start, stop, blk in self.blocks():
+            out += np.abs(blk).T @ s[start:stop]
+        return out
+
+
+# Elements per chunk read from disk (a float64 chunk is 32 MB).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class ChunkedDesign(Design):
+    """Dense rows kept where they are (a ``numpy.memmap``, e.g. ``np.load(path,
+    mmap_mode="r")``) and streamed in row chunks; each chunk is cast to float64 and gets the
+    intercept column on the fly. Products over X cost one sequential read of the file and
+    hold one chunk at a time; only (p,), (p, k), (p, p) and (n,) results are kept.
+    """
+
+    sparse = False
+    A = None
+
+    def __init__(self, X, fit_intercept: bool, chunk_rows: int | None = None):
+        self.X = X
+        self.fit_intercept = bool(fit_intercept)
+        self.n, d = X.shape
+        self.p = d + self.fit_intercept
+        self._chunk = chunk_rows or max(1, _CHUNK_ELEMENTS // max(self.p, 1))
+
+    def block_rows(self) -> int:
+        return self._chunk
+
+    def _rows(self, part) -> np.ndarray:
+        raw = self.X[part]
+        if not self.fit_intercept:
+            return np.asarray(raw, dtype=np.float64)
+        out = np.empty((raw.shape[0], self.p))
+        out[:, :-1] = raw
+        out[:, -1] = 1.0
+        return out
+
+    def blocks(self):
+        for start in range(0, self.n, self._chunk):
+            stop = min(start + self._chunk, self.n)
+            yield start, stop, self._rows(slice(start, stop))
+
+    def take(self, idx) -> Design:
+        return Design(self.dense_rows(idx))
+
+    def dense_rows(self, idx) -> np.ndarray:
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((idx.size, self.p))
+        out[order] = self._rows(idx[order])    # sorted reads are sequential on disk
+        return out
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v)
+        out = np.empty((self.n,) + v.shape[1:])
+        for start, stop, blk in self.blocks():
+            out[start:stop] = blk @ v
+        return out
+
+    def rmatvec(self, r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r)
+        out = np.zeros((self.p,) + r.shape[1:])
+        for start, stop, blk in self.blocks():
+            out += blk.T @ r[start:stop]
+        return out
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        G = np.zeros((self.p, self.p))
+        sw = np.sqrt(w)
+        for start, stop, blk in self.blocks():
+            B = blk * sw[start:stop, None]
+            G += B.T @ B
+        return G
+
+    def weighted_gram(self, w: np.ndarray) -> np.ndarray:
+        G = np.zeros((self.p, self.p))
+        for start, stop, blk in self.blocks():
+            G += blk.T @ (blk * w[start:stop, None])
+        return G
+
+    def column_l1(self, s: np.ndarray) -> np.ndarray:
         out = np.zeros(self.p)
         for start, stop, blk in self.blocks():
             out += np.abs(blk).T @ s[start:stop]

@@ -270,6 +270,8 @@ def make_factor(design, w, lam, pen, form="auto"):
     """The cheaper exact factorisation: dual when there are more parameters than samples."""
     if form not in ("auto", "primal", "dual"):
         raise ValueError(f"form={form!r} is not supported; choose 'auto', 'primal' or 'dual'")
-    if form == "dual" or (form == "auto" and design.p > design.n and lam > 0):
+    if form == "dual" and design.A is None:
+        raise ValueError("form='dual' needs X in memory; X streamed from disk uses the primal form")
+    if form == "dual" or (form == "auto" and design.p > design.n and lam > 0 and design.A is not None):
         return DualFactor(design, w, lam, pen)
     return PrimalFactor(design, w, lam, pen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,6 +15,13 @@ def check_X(X, name: str = "X"):
     Dense float16/float32 arrays are returned as they are (validated), so that the float64
     design matrix is the only full-size copy.
     """
+    if isinstance(X, (str, os.PathLike)) and os.fspath(X).endswith(".npy"):
+        try:
+            X = np.load(os.fspath(X), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{name}: cannot open {os.fspath(X)!r} as a .npy array: {exc}") from None
+    if isinstance(X, np.memmap):
+        return _check_memmap(X, name)
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
         if X.ndim != 2:
@@ -36,6 +44,23 @@ def check_X(X, name: str = "X"):
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries")
+    return X
+
+
+def _check_memmap(X, name):
+    """A memory-mapped X stays on disk; its shape, type and finiteness are checked chunk by
+    chunk (one sequential read)."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if X.dtype.kind != "f":
+        raise ValueError(f"{name} on disk must hold floats (float16/32/64), got {X.dtype}")
+    step = max(1, (1 << 22) // X.shape[1])
+    for start in range(0, X.shape[0], step):
+        if not np.all(np.isfinite(X[start:start + step])):
+            raise ValueError(f"{name} contains NaN or infinity (in rows {start}..{min(start + step, X.shape[0]) - 1}); "
+                             "remove or impute those entries")
     return X
 
 
