@@ -94,7 +94,7 @@ class Objective:
         return H
 
     def hessvec(self, w, v) -> np.ndarray:
-        return self.design.rmatvec(w * self.design.matvec(v)) + self.lam * self.pen * v
+        return self.design.wprod(w, v) + self.lam * self.pen * v
 
 
 class SoftmaxObjective:
