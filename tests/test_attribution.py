@@ -235,3 +235,26 @@ def test_retrain_many_equals_one_by_one(penalty, form):
         assert refit.converged_ and refit.grad_norm_ <= m.tol
         np.testing.assert_allclose(refit.theta_, one.theta_, rtol=1e-8, atol=1e-10)
         np.testing.assert_array_equal(refit._s == 0, np.isin(np.arange(90), T) | (s == 0))
+
+
+def test_leverage_sketch_obeys_its_bound_and_is_unbiased():
+    from reference import design, pieces
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(300, 400)) / 20
+    y = (rng.random(300) < 0.5).astype(int)
+    model = lo.GLM(l2=0.5).fit(X, y)
+    att = lo.Attribution(model, form="primal")
+    A = design(X, True)
+    _, _, H, w = pieces(A, y.astype(float), np.ones(300), model.theta_, 0.5, "fixed", True)
+    h = w * np.einsum("ij,ji->i", A, np.linalg.solve(H, A.T))
+    sk = att.leverage_sketch(eps=0.6, delta=0.01, seed=3)
+    assert 0 < sk.n_projections < 400
+    ratio = sk.values / h
+    assert sk.lower <= ratio.min() and ratio.max() <= sk.upper
+    assert sk.upper - 1 <= 0.6 + 1e-12 and 1 - sk.lower <= 0.6
+    mean = np.mean([att.leverage_sketch(eps=0.6, seed=k).values for k in range(40)], axis=0)
+    assert abs(np.mean(mean / h) - 1) < 0.01          # unbiased
+    exact = att.leverage_sketch(eps=0.05)              # more projections than p: exact
+    assert exact.n_projections == 0 and np.max(np.abs(exact.values - h)) < 1e-10
+    with pytest.raises(ValueError, match="eps must be a number in \\(0, 1\\)"):
+        att.leverage_sketch(eps=1.5)
