@@ -3,6 +3,8 @@ products over it that every layer needs. All matrix work over X happens here."""
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -112,6 +114,27 @@ class Design:
 _CHUNK_ELEMENTS = 1 << 19
 
 
+def release_rows(X, start: int, stop: int) -> None:
+    """Unmap the file pages of rows ``start..stop`` of a memmap from this process once they
+    are used (Linux ``MADV_DONTNEED``; they stay in the page cache), so that the resident
+    set does not grow to the size of the file. A no-op where that is not available."""
+    mm = getattr(X, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    view = np.frombuffer(mm, dtype=np.uint8)
+    base, size = view.ctypes.data, view.size
+    del view
+    row = X.strides[0]
+    lo = X.ctypes.data + start * row - base
+    hi = min(X.ctypes.data + stop * row - base, size)
+    lo -= lo % mmap.PAGESIZE
+    if 0 <= lo < hi:
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        except (OSError, ValueError):
+            pass
+
+
 class ChunkedDesign(Design):
     """Dense rows kept where they are (a ``numpy.memmap``, e.g. ``np.load(path,
     mmap_mode="r")``) and streamed in row chunks; each chunk is cast to float64 and gets the
@@ -145,6 +168,10 @@ class ChunkedDesign(Design):
         for start in range(0, self.n, self._chunk):
             stop = min(start + self._chunk, self.n)
             yield start, stop, self._rows(slice(start, stop))
+            self._release(start, stop)
+
+    def _release(self, start, stop):
+        release_rows(self.X, start, stop)
 
     def take(self, idx) -> Design:
         return Design(self.dense_rows(idx))

@@ -56,9 +56,12 @@ def _check_memmap(X, name):
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if X.dtype.kind != "f":
         raise ValueError(f"{name} on disk must hold floats (float16/32/64), got {X.dtype}")
-    step = max(1, (1 << 22) // X.shape[1])
+    from ._design import release_rows
+    step = max(1, (1 << 20) // X.shape[1])
     for start in range(0, X.shape[0], step):
-        if not np.all(np.isfinite(X[start:start + step])):
+        ok = np.all(np.isfinite(X[start:start + step]))
+        release_rows(X, start, start + step)
+        if not ok:
             raise ValueError(f"{name} contains NaN or infinity (in rows {start}..{min(start + step, X.shape[0]) - 1}); "
                              "remove or impute those entries")
     return X
