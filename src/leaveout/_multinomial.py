@@ -35,7 +35,6 @@ Cholesky factor only (``p^2 n m^3 / 3`` flops in all). No inverse of H is formed
 from __future__ import annotations
 
 import threading
-import warnings
 
 import numpy as np
 import scipy.linalg as la
@@ -44,7 +43,7 @@ from ._factor import PrimalFactor
 from ._newton import cholesky
 from .attribution import Attribution, _DirectSystem, _WoodburySystem
 from ._validation import show
-from .exceptions import ConvergenceWarning, LeverageError
+from .exceptions import LeverageError
 
 # bytes of triangular-solve results held at once while computing leverage blocks
 _BLOCK_BYTES = 1 << 27
@@ -68,17 +67,8 @@ class MultinomialAttribution(Attribution):
     def __init__(self, model, form: str = "auto"):
         if form not in ("auto", "primal"):
             raise ValueError(f"form={form!r} is not available for the multinomial family; use 'auto' or 'primal'")
-        model._check_fitted()
-        if not model.converged_:
-            warnings.warn("the model did not converge; attributions are taken around an inexact optimum",
-                          ConvergenceWarning, stacklevel=3)
-        self.model = model
-        d = model._design
-        self._design = d
-        self.theta = model.theta_
+        d, u = self._attach(model)
         self._m = model._n_blocks()
-        u = model._z(self.theta)
-        self._z = u
         loss, y, s = model._loss, model._y, model._s
         self._s = s
         self._r = s[:, None] * loss.derivative(y, u)               # (n, m)
@@ -105,7 +95,7 @@ class MultinomialAttribution(Attribution):
         return self._design.p
 
     def _spread(self, rows, coef):
-        """``E_i coef_i`` for each row: shape (k, m p)."""
+        """``E_i coef_i`` for each row (coef of shape (k, m)): shape (k, m p)."""
         return (coef[:, :, None] * rows[:, None, :]).reshape(rows.shape[0], -1)
 
     def _gather(self, rows, v):
@@ -235,32 +225,6 @@ class MultinomialAttribution(Attribution):
         return out
 
     # ------------------------------------------------------------ per-sample estimators
-    def _row_chunks(self, idx):
-        step = max(1, (1 << 20) // self.theta.size)
-        for lo in range(0, idx.size, step):
-            yield idx[lo:lo + step]
-
-    def influence(self) -> np.ndarray:
-        """IF rows, shape (n_samples, n_params) (class-major parameters)."""
-        out = np.empty((self.n_samples, self.theta.size))
-        Hb = self._solve(self._b)
-        for part in self._row_chunks(np.arange(self.n_samples)):
-            G = self._spread(self._design.dense_rows(part), self._r[part])
-            out[part] = self._solve(G.T).T + self._s[part, None] * Hb
-        return out
-
-    def rescaled_influence(self) -> np.ndarray:
-        """RIF rows, shape (n_samples, n_params) (class-major parameters)."""
-        idx = np.arange(self.n_samples)
-        alpha = self._rif_coef(idx)
-        out = np.empty((self.n_samples, self.theta.size))
-        for cv, sub in self._groups(idx):
-            Fc, t = self._shift(cv)
-            for part in self._row_chunks(sub):
-                G = self._spread(self._design.dense_rows(part), alpha[part])
-                out[part] = Fc.solve(G.T).T + self._s[part, None] * t
-        return out
-
     def scores(self, metric, method: str = "rif") -> np.ndarray:
         """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,);
         see :meth:`Attribution.scores`. One solve and one pass over X after the leverage

@@ -170,19 +170,22 @@ class Attribution:
             return super().__new__(MultinomialAttribution)
         return super().__new__(cls)
 
-    def __init__(self, model, form: str = "auto"):
+    def _attach(self, model):
+        """Keep the fitted model, its design and parameters; warn if it did not converge."""
         model._check_fitted()
         if not model.converged_:
             import warnings
             from .exceptions import ConvergenceWarning
             warnings.warn("the model did not converge; attributions are taken around an inexact optimum",
-                          ConvergenceWarning, stacklevel=2)
+                          ConvergenceWarning, stacklevel=3)
         self.model = model
-        d = model._design
-        self._design = d
+        self._design = model._design
         self.theta = model.theta_
-        z = model._z(self.theta)
-        self._z = z
+        self._z = model._z(self.theta)
+        return self._design, self._z
+
+    def __init__(self, model, form: str = "auto"):
+        d, z = self._attach(model)
         loss, y, s = model._loss, model._y, model._s
         self._s = s
         self._r = s * loss.derivative(y, z)          # g_i = r_i x_i + s_i b
@@ -360,26 +363,34 @@ class Attribution:
         return num / (1.0 - a)
 
     # -------------------------------------------------- per-sample estimators
+    def _spread(self, rows, coef):
+        """The data part of each row's gradient direction, ``coef_i x_i``: shape (k, p)."""
+        return coef[:, None] * rows
+
+    def _row_chunks(self, idx):
+        step = max(1, (1 << 20) // self.theta.size)
+        for lo in range(0, idx.size, step):
+            yield idx[lo:lo + step]
+
     def influence(self) -> np.ndarray:
         """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
-        out = np.empty((self.n_samples, self._design.p))
+        out = np.empty((self.n_samples, self.theta.size))
         Hb = self._solve(self._b)
-        for start, stop, blk in self._design.blocks():
-            U = self._solve(blk.T).T
-            out[start:stop] = self._r[start:stop, None] * U + self._s[start:stop, None] * Hb
+        for part in self._row_chunks(np.arange(self.n_samples)):
+            G = self._spread(self._design.dense_rows(part), self._r[part])
+            out[part] = self._solve(G.T).T + self._s[part, None] * Hb
         return out
 
     def rescaled_influence(self) -> np.ndarray:
         """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
         idx = np.arange(self.n_samples)
         alpha = self._rif_coef(idx)
-        out = np.empty((self.n_samples, self._design.p))
+        out = np.empty((self.n_samples, self.theta.size))
         for cv, sub in self._groups(idx):
             Fc, t = self._shift(cv)
-            for lo in range(0, sub.size, self._design.block_rows()):
-                part = sub[lo:lo + self._design.block_rows()]
-                U = Fc.solve(self._design.dense_rows(part).T).T
-                out[part] = alpha[part, None] * U + self._s[part, None] * t
+            for part in self._row_chunks(sub):
+                G = self._spread(self._design.dense_rows(part), alpha[part])
+                out[part] = Fc.solve(G.T).T + self._s[part, None] * t
         return out
 
     def scores(self, metric: Metric, method: str = "rif") -> np.ndarray:
