@@ -33,6 +33,9 @@ class Design:
         its rows are streamed in chunks (:class:`ChunkedDesign`)."""
         if isinstance(X, np.memmap):
             return ChunkedDesign(X, fit_intercept)
+        if type(X).__module__.split(".")[0] == "dask":
+            from ._dask import DaskDesign
+            return DaskDesign(X, fit_intercept)
         if not fit_intercept:
             return cls(X if sp.issparse(X) else np.asarray(X, dtype=np.float64))
         n, d = X.shape
@@ -45,6 +48,31 @@ class Design:
 
     def block_rows(self) -> int:
         return max(1, _BLOCK_ELEMENTS // max(self.p, 1))
+
+    # per-sample vectors live in memory here; a distributed design keeps them where X is
+    def vector(self, v):
+        """A per-sample vector in this design's storage (here: a numpy array)."""
+        return np.asarray(v)
+
+    def zeros(self):
+        return np.zeros(self.n)
+
+    def keep(self, v):
+        """Materialise a lazily computed per-sample vector (no-op in memory)."""
+        return v
+
+    def gather(self, v, idx) -> np.ndarray:
+        """Entries ``idx`` of a per-sample vector, as a numpy array."""
+        return np.asarray(v[idx])
+
+    def quad_rows(self, L) -> np.ndarray:
+        """``a_i^T (L L^T)^{-1} a_i`` for every row, L lower triangular (p, p)."""
+        import scipy.linalg as la
+        out = np.empty(self.n)
+        for start, stop, blk in self.blocks():
+            Z = la.solve_triangular(L, blk.T, lower=True, check_finite=False)
+            out[start:stop] = np.einsum("ij,ij->j", Z, Z)
+        return out
 
     def blocks(self):
         """Yield ``(start, stop, dense_block)`` over consecutive row blocks."""

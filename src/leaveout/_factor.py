@@ -57,13 +57,10 @@ class PrimalFactor:
         return np.einsum("ij,ij->j", Z, Z)
 
     def leverage(self, idx=None):
-        """``w_i a_i^T H^{-1} a_i`` for all rows, or rows ``idx``."""
+        """``w_i a_i^T H^{-1} a_i`` for all rows, or rows ``idx`` (then a numpy array)."""
         if idx is not None:
-            return self.w[idx] * self._quad(self.design.dense_rows(idx))
-        out = np.empty(self.design.n)
-        for start, stop, blk in self.design.blocks():
-            out[start:stop] = self._quad(blk)
-        return self.w * out
+            return self.design.gather(self.w, idx) * self._quad(self.design.dense_rows(idx))
+        return self.w * self.design.quad_rows(self.L)
 
     def matrix(self):
         """A fresh copy of ``H``."""
@@ -186,7 +183,7 @@ class _Refined:
         if idx is None:
             return self.base.shifted(self.c).leverage()
         rows = self.design.dense_rows(idx)
-        return self.w[idx] * np.einsum("ij,ji->i", rows, self.solve(rows.T))
+        return self.design.gather(self.w, idx) * np.einsum("ij,ji->i", rows, self.solve(rows.T))
 
 
 class _KernelInverse:

@@ -81,6 +81,10 @@ class Objective:
         """Change of the linear predictors along the parameter direction ``v``."""
         return self.design.matvec(v)
 
+    def keep(self, v):
+        """Materialise a per-sample vector where the design keeps them (see Design.keep)."""
+        return self.design.keep(v)
+
     def separable(self, z) -> bool:
         """True when every weighted row is classified correctly (binary labels)."""
         return bool(np.all((self.s == 0) | ((2 * self.y - 1) * z > 0)))
@@ -116,6 +120,9 @@ class SoftmaxObjective:
 
     def zdir(self, v):
         return self.design.matvec(self._blocks(v).T)
+
+    def keep(self, v):
+        return self.design.keep(v)
 
     def z(self, theta):
         return self.zdir(theta)
@@ -193,7 +200,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
     the optimum (for a retrain: the full-data Hessian), used until it goes stale.
     """
     theta = np.array(theta0, dtype=np.float64)
-    z = obj.z(theta)
+    z = obj.keep(obj.z(theta))
     f = obj.value_at(theta, z)
     g = obj.gradient_at(theta, z)
     M = precond          # current preconditioner; None means "factor a fresh Hessian"
@@ -211,7 +218,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
         if check_separable and obj.separable(z):
             raise SingularHessianError(
                 f"the training data are linearly separable, so the unpenalised fit has no finite optimum; {_SINGULAR_HINT}")
-        w = obj.weights_at(z)
+        w = obj.keep(obj.weights_at(z))
         if M is None:
             L = cholesky(obj.hessian_at(z))
             M = lambda r, L=L: cho_solve(L, r)  # noqa: E731
@@ -229,7 +236,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
             if it >= max_iter:
                 break
             continue
-        Ap = obj.zdir(p)
+        Ap = obj.keep(obj.zdir(p))
         step, g_new = 1.0, None
         gmax = float(np.max(np.abs(g)))
         noise = 1e3 * np.finfo(float).eps * max(1.0, abs(f))
@@ -250,7 +257,7 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
                 break
         if step < 1e-10:
             break  # no progress possible in floating point: the attainable optimum
-        theta, z, f = th_new, z_new, f_new
+        theta, z, f = th_new, obj.keep(z_new), f_new
         g = obj.gradient_at(theta, z) if g_new is None else g_new
     rel = float(np.max(np.abs(g))) / scale
     return NewtonResult(theta, converged or rel <= tol, it, rel, n_hess, n_hv)

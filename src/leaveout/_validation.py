@@ -22,6 +22,8 @@ def check_X(X, name: str = "X"):
             raise ValueError(f"{name}: cannot open {os.fspath(X)!r} as a .npy array: {exc}") from None
     if isinstance(X, np.memmap):
         return _check_memmap(X, name)
+    if type(X).__module__.split(".")[0] == "dask":
+        return _check_dask(X, name)
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
         if X.ndim != 2:
@@ -64,6 +66,23 @@ def _check_memmap(X, name):
         if not ok:
             raise ValueError(f"{name} contains NaN or infinity (in rows {start}..{min(start + step, X.shape[0]) - 1}); "
                              "remove or impute those entries")
+    return X
+
+
+def _check_dask(X, name):
+    """A dask array stays distributed; its shape and type are checked here and its
+    finiteness with one pass over its chunks."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
+    if any(np.isnan(c) for c in X.shape) or any(np.isnan(c) for ch in X.chunks for c in ch):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if X.dtype.kind != "f":
+        raise ValueError(f"{name} must hold floats (float16/32/64), got {X.dtype}")
+    from ._dask import DaskDesign
+    if not DaskDesign(X, False).all_finite():
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries")
     return X
 
 

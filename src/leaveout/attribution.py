@@ -188,12 +188,12 @@ class Attribution:
         d, z = self._attach(model)
         loss, y, s = model._loss, model._y, model._s
         self._s = s
-        self._r = s * loss.derivative(y, z)          # g_i = r_i x_i + s_i b
-        self._w = s * loss.curvature(y, z)           # H_i = w_i x_i x_i^T + c_i M
+        self._r = d.keep(s * loss.derivative(y, z))          # g_i = r_i x_i + s_i b
+        self._w = d.keep(s * loss.curvature(y, z))           # H_i = w_i x_i x_i^T + c_i M
         per_sample = model.penalty == "per_sample"
         self._per_sample = per_sample and model.l2 > 0
         self._b = model.l2 * model._pen * self.theta if self._per_sample else np.zeros(d.p)
-        self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
+        self._c = model.l2 * s if self._per_sample else d.zeros()
         self._factor = make_factor(d, self._w, model._lam, model._pen, form)
         self._shifted = {}     # c -> (factor of H - c M, t = (H - cM)^-1 b)
         self._ns_shift = {}    # C -> factor of H - C M, for the last NS penalty shares
@@ -247,20 +247,51 @@ class Attribution:
     def leverage(self) -> np.ndarray:
         """Leverages ``h_i = w_i x_i^T H^{-1} x_i`` of shape (n_samples,), in [0, 1)."""
         if not hasattr(self, "_leverage"):
-            self._leverage = self._factor.leverage()
+            self._leverage = self._design.keep(self._factor.leverage())
         return self._leverage
 
     def _groups(self, idx):
         """Split sample indices by their penalty share ``c_i`` (one group under "fixed")."""
-        c = self._c[idx]
+        c = self._design.gather(self._c, idx)
         for cv in np.unique(c):
             yield float(cv), idx[c == cv]
+
+    def _shares(self):
+        """The distinct penalty shares ``c_i`` (``[0.0]`` under "fixed")."""
+        if not self._per_sample:
+            return [0.0]
+        if not hasattr(self, "_share_values"):
+            c = self._c
+            vals = c.map_blocks(np.unique).compute() if hasattr(c, "compute") else c
+            self._share_values = [float(x) for x in np.unique(vals)]
+        return self._share_values
+
+    def _by_share(self, part):
+        """Combine per-share full-length vectors ``part(c)``: entry i from ``part(c_i)``."""
+        shares = self._shares()
+        out = part(shares[0])
+        for cv in shares[1:]:
+            out = np.where(self._c == cv, part(cv), out)
+        return out
+
+    def _check_leverage(self, a):
+        """Raise LeverageError naming the first sample whose leverage is >= 1."""
+        if bool((a >= 1.0 - 1e-12).any()):
+            i = int(np.argmax(a >= 1.0 - 1e-12))
+            raise LeverageError(
+                f"sample {i} has leverage h >= 1 (h = {float(a[i]):.15g}): removing it alone leaves "
+                "a singular Hessian, so its RIF is infinite; add an L2 penalty")
+
+    def _in_memory(self, what):
+        if type(self._design).__name__ == "DaskDesign":
+            raise ValueError(f"{what} builds an (n_samples, n_params) array in memory, which a dask X "
+                             "does not allow; use scores(metric) for per-sample numbers")
 
     def _rif_leverage_of(self, idx) -> np.ndarray:
         """``a_i = w_i x_i^T (H - c_i M)^{-1} x_i`` for sample indices ``idx``."""
         cached = "_rif_lev" in self.__dict__ or (not self._per_sample and "_leverage" in self.__dict__)
         if idx.size == self.n_samples or cached or idx.size > 64:
-            return self.rif_leverage[idx]
+            return self._design.gather(self.rif_leverage, idx)
         a = np.empty(idx.size)
         for cv, sub in self._groups(idx):
             pos = np.searchsorted(idx, sub)
@@ -339,11 +370,7 @@ class Attribution:
         if not self._per_sample:
             return self.leverage
         if not hasattr(self, "_rif_lev"):
-            out = np.empty(self.n_samples)
-            for cv, sub in self._groups(np.arange(self.n_samples)):
-                Fc = self._shift(cv)[0]
-                out[sub] = Fc.leverage(None if sub.size == self.n_samples else sub)
-            self._rif_lev = out
+            self._rif_lev = self._design.keep(self._by_share(lambda cv: self._shift(cv)[0].leverage()))
         return self._rif_lev
 
     def _rif_coef(self, idx) -> np.ndarray:
@@ -355,11 +382,12 @@ class Attribution:
             raise LeverageError(
                 f"sample {int(idx[bad[0]])} has leverage h >= 1 (h = {a[bad[0]]:.15g}): removing it "
                 "alone leaves a singular Hessian, so its RIF is infinite; add an L2 penalty")
-        num = self._r[idx].copy()
+        num = self._design.gather(self._r, idx).copy()
         if self._per_sample:
             for cv, sub in self._groups(idx):
                 pos = np.searchsorted(idx, sub)
-                num[pos] += self._s[sub] * self._w[sub] * self._rows_dot(sub, self._shift(cv)[1])
+                sw = self._design.gather(self._s, sub) * self._design.gather(self._w, sub)
+                num[pos] += sw * self._rows_dot(sub, self._shift(cv)[1])
         return num / (1.0 - a)
 
     # -------------------------------------------------- per-sample estimators
@@ -374,6 +402,7 @@ class Attribution:
 
     def influence(self) -> np.ndarray:
         """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        self._in_memory("influence()")
         out = np.empty((self.n_samples, self.theta.size))
         Hb = self._solve(self._b)
         for part in self._row_chunks(np.arange(self.n_samples)):
@@ -383,6 +412,7 @@ class Attribution:
 
     def rescaled_influence(self) -> np.ndarray:
         """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        self._in_memory("rescaled_influence()")
         idx = np.arange(self.n_samples)
         alpha = self._rif_coef(idx)
         out = np.empty((self.n_samples, self.theta.size))
@@ -408,14 +438,19 @@ class Attribution:
         if method == "if":
             q = self._solve(phi)
             return self._r * self._design.matvec(q) + self._s * float(self._b @ q)
-        idx = np.arange(self.n_samples)
-        alpha = self._rif_coef(idx)
-        out = np.empty(self.n_samples)
-        for cv, sub in self._groups(idx):
+        a = self.rif_leverage
+        self._check_leverage(a)
+
+        def part(cv):
             Fc, t = self._shift(cv)
-            xq = self._rows_dot(sub, Fc.solve(phi))
-            out[sub] = alpha[sub] * xq + self._s[sub] * float(phi @ t)
-        return out
+            q = Fc.solve(phi)
+            if not self._per_sample:
+                return self._r / (1.0 - a) * self._design.matvec(q)
+            XQ = self._design.matvec(np.column_stack([q, t]))      # one pass for both
+            num = self._r + self._s * self._w * XQ[:, 1]
+            return num / (1.0 - a) * XQ[:, 0] + self._s * float(phi @ t)
+
+        return self._by_share(part)
 
     def _rows_dot(self, idx, q):
         """``x_i^T q`` for i in ``idx`` (one pass over X when idx is every row)."""
@@ -433,7 +468,8 @@ class Attribution:
 
     def _group_gradient(self, T):
         """``sum_{i in T} g_i``."""
-        return self._design.dense_rows(T).T @ self._r[T] + self._s[T].sum() * self._b
+        d = self._design
+        return d.dense_rows(T).T @ d.gather(self._r, T) + d.gather(self._s, T).sum() * self._b
 
     def delta(self, T, method: str = "rif") -> np.ndarray:
         """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
@@ -466,14 +502,27 @@ class Attribution:
         for cv, sub in self._groups(T):
             Fc, t = self._shift(cv)
             pos = np.searchsorted(T, sub)
-            out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._s[sub].sum() * t
+            out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._design.gather(self._s, sub).sum() * t
         return out
+
+    def _without(self, T):
+        """The sample weights with the rows T set to zero (a new vector)."""
+        s = self.model._s
+        if hasattr(s, "compute"):
+            mask = np.ones(self.n_samples)
+            mask[T] = 0.0
+            return s * self._design.vector(mask)
+        s = s.copy()
+        s[T] = 0.0
+        return s
 
     def _check_classes_left(self, s):
         """Refuse a refit whose remaining rows cannot determine the model."""
         m = self.model
-        if m.family == "logistic" and np.unique(m._y[s > 0]).size < 2:
-            raise ValueError("T removes every sample of one class; the refit is undefined")
+        if m.family == "logistic":
+            kept = s > 0
+            if not (bool((kept & (m._y == 1)).any()) and bool((kept & (m._y == 0)).any())):
+                raise ValueError("T removes every sample of one class; the refit is undefined")
 
     def _ns_base(self, C: float):
         """Factor of ``B = H - C M`` (``C`` = the penalty share of T); the last one is kept."""
@@ -517,8 +566,8 @@ class Attribution:
             return hit[1]
         G = self._group_gradient(T)
         X_T = self._design.dense_rows(T)
-        U = (X_T * np.sqrt(self._w[T])[:, None]).T      # (p, k)
-        C = float(self._c[T].sum())
+        U = (X_T * np.sqrt(self._design.gather(self._w, T))[:, None]).T      # (p, k)
+        C = float(self._design.gather(self._c, T).sum())
         if T.size >= self._design.p and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
@@ -550,8 +599,7 @@ class Attribution:
         from .model import GLM
         T = self._check_T(T)
         m = self.model
-        s = m._s.copy()
-        s[T] = 0.0
+        s = self._without(T)
         self._check_classes_left(s)
         try:
             G, system = self._ns_system(T)
@@ -567,7 +615,7 @@ class Attribution:
             refit.classes_ = m.classes_
         refit.n_features_in_ = m.n_features_in_
         # the gradient scale without T, from the full one (no pass over X)
-        scale_cols = m._column_l1() - np.abs(self._design.dense_rows(T)).T @ m._s[T]
+        scale_cols = m._column_l1() - np.abs(self._design.dense_rows(T)).T @ self._design.gather(m._s, T)
         refit._check_params()
         scale = refit._gradient_scale(float(np.max(scale_cols)), m._y, s)
         refit._fit_design(self._design, m._y, s, init=init, precond=precond, scale=scale, offset=m._offset)
@@ -595,6 +643,8 @@ class Attribution:
         from ._newton import newton_solve_batch
         from .model import GLM
         Ts = [self._check_T(T) for T in Ts]
+        if self._design.A is None and type(self._design).__name__ == "DaskDesign":
+            return [self.retrain(T, tol=tol, max_iter=max_iter) for T in Ts]   # one set at a time
         m = self.model
         tol = m.tol if tol is None else tol
         max_iter = m.max_iter if max_iter is None else max_iter

@@ -148,13 +148,18 @@ class GLM:
         self.n_features_in_ = X.shape[1]
         design = Design.from_X(X, self.fit_intercept)
         off = None if offset is None else v.check_offset(offset, X.shape[0], "offset")
+        if design.A is None and type(design).__name__ == "DaskDesign":
+            if multi:
+                raise ValueError("the multinomial family needs X in memory or on disk, not a dask array")
+            y01, s = design.vector(y01), design.vector(s)
+            off = None if off is None else design.vector(off)
         return self._fit_design(design, y01, s, init, offset=off)
 
     def _setup(self, design: Design, y01, s, scale=None, offset=None):
         """Attach training rows and derived constants (penalty mask, lambda in sum form, scale)."""
         self._check_params()
         self._design, self._y, self._s = design, y01, s
-        self._offset = np.zeros(design.n) if offset is None else offset
+        self._offset = design.zeros() if offset is None else offset
         pen = np.ones(design.p)
         if self.fit_intercept:
             pen[-1] = 0.0
