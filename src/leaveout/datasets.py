@@ -96,6 +96,43 @@ def load_npz(path, name: str | None = None) -> Dataset:
     return Dataset(name or stem, X_train, y_train, X_test, y_test, meta)
 
 
+def _npy_rows(path, start, stop):
+    rows = np.load(path, mmap_mode="r")[start:stop]
+    return np.array(rows)          # a copy: the file mapping is closed on return
+
+
+def npy_as_dask(path, rows_per_chunk: int | None = None):
+    """A ``.npy`` file as a row-chunked ``dask.array``, each chunk read by the worker that
+    needs it (nothing passes through the client; needs the ``dask`` extra).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A 2-D ``.npy`` file (e.g. float32 embeddings).
+    rows_per_chunk : int, optional
+        Rows per chunk (default: about 64 MB per chunk).
+    """
+    import dask
+    import dask.array as da
+    path = os.path.abspath(os.fspath(path))
+    try:
+        head = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot open {path!r} as a .npy array: {exc}") from None
+    if head.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D array, got shape {head.shape}")
+    n, d = head.shape
+    dtype = head.dtype
+    del head
+    step = rows_per_chunk or max(1, (64 << 20) // max(1, d * dtype.itemsize))
+    if not isinstance(step, int) or step < 1:
+        raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
+    load = dask.delayed(_npy_rows, pure=True)
+    parts = [da.from_delayed(load(path, a, min(n, a + step)), shape=(min(n, a + step) - a, d), dtype=dtype)
+             for a in range(0, n, step)]
+    return da.concatenate(parts, axis=0)
+
+
 # --------------------------------------------------------------------------- bundled data
 def _digits_rff() -> Dataset:
     """scikit-learn's 8x8 digits (1,797 images), odd (1) vs even (0), embedded by a fixed
