@@ -174,3 +174,29 @@ def test_bad_input_one_line(data_file, tmp_path, args, msg):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_dask_local_cluster_matches_threads(data_file, tmp_path):
+    pytest.importorskip("dask.distributed")
+    cfg = small_config(data_file, figures=(1,), sizes=2)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    Runner(cfg, a, jobs=1, progress=False, log=lambda m: None).run()
+    logs = []
+    Runner(cfg, b, jobs=2, progress=False, log=logs.append, scheduler="local").run()
+    assert any(m.startswith("dask: 2 workers at tcp://127.0.0.1") for m in logs)
+    key = lambda r: (r["strategy"], int(r["k"]), r["metric"])  # noqa: E731
+    ra, rb = sorted(read_rows(a), key=key), sorted(read_rows(b), key=key)
+    assert len(ra) == len(rb) == 7 * 2 * 3
+    for x, y in zip(ra, rb):
+        assert key(x) == key(y)
+        for col in ("actual", "if", "rif", "ns", "retrain_grad_norm"):
+            assert float(x[col]) == pytest.approx(float(y[col]), rel=1e-9, abs=1e-12)
+
+
+def test_unreachable_scheduler_is_one_line(data_file, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(Runner, "connect_timeout", 2)
+    code = main(["reproduce", data_file, "--out", str(tmp_path / "r"), "--sizes", "1", "--figure", "1",
+                 "--quiet", "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--scheduler 'tcp://127.0.0.1:9': cannot connect" in err and "Traceback" not in err

@@ -202,6 +202,16 @@ class Attribution:
         self._ns_cache = None  # (T bytes, Woodbury system) of the last removal set
         self._lock = threading.Lock()   # the caches are shared by worker threads
 
+    def __getstate__(self):
+        # picklable (e.g. sent to dask workers): the lock is per process
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def hessian(self) -> np.ndarray:
         return self._factor.matrix()

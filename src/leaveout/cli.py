@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=_cores(), metavar="J",
                    help=f"worker threads for the retrains (default: the number of cores, {_cores()} here)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dask", choices=["local"], metavar="local",
+                       help="run the retrains on a local dask cluster of --jobs worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the retrains on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
     p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
                    help="folder of .npz datasets to find DATASET names in (default $LEAVEOUT_DATA_DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -248,7 +253,7 @@ def cmd_reproduce(args):
     cfg = ReproduceConfig(sizes=args.sizes, l2=args.l2, penalty=args.penalty, seed=args.seed,
                           data_dir=data_dir, **kw)
     runner = Runner(cfg, args.out, jobs=args.jobs, progress=not args.quiet,
-                    log=lambda msg: print(msg, flush=True))
+                    log=lambda msg: print(msg, flush=True), scheduler=args.scheduler or args.dask)
     out = runner.run()
     print(f"results in {out}/: report.md, summary.csv, results.csv, figures")
     summary = os.path.join(out, "report.md")

@@ -230,13 +230,15 @@ class ResultStore:
 _WORK = {}
 
 
-def _evaluate(tasks):
+def _evaluate(tasks, att=None, metrics=None):
     """Certified retrains plus IF / RIF / NS for a batch of removal sets -> rows per set.
 
     The retrains of the batch run in lockstep (:meth:`Attribution.retrain_many`), so every
-    pass over X serves all of them.
+    pass over X serves all of them. ``att`` and ``metrics`` default to the ones shared by
+    the worker threads; a dask worker receives its own copies.
     """
-    att, metrics = _WORK["att"], _WORK["metrics"]
+    if att is None:
+        att, metrics = _WORK["att"], _WORK["metrics"]
     deltas, systems, Ts = [], [], []
     for _key, T in tasks:
         G, system = att._ns_system(T, cache=False)
@@ -324,19 +326,32 @@ class Runner:
     out : str
         Output folder (created if missing).
     jobs : int
-        Parallel worker processes for the retrains.
+        Worker threads for the retrains (or, with ``scheduler="local"``, worker processes
+        of the local dask cluster).
+    scheduler : str, optional
+        Run the retrain batches as tasks on a ``dask.distributed`` cluster: ``"local"``
+        starts a LocalCluster of ``jobs`` single-threaded worker processes on this
+        machine; any other value is a scheduler address (``tcp://host:8786``). Results
+        stream into the same resumable store as they arrive.
     progress : bool
         Show a progress bar (tqdm) over removal sets.
     log : callable
         Receives one-line status messages.
     """
 
-    def __init__(self, config: ReproduceConfig, out: str, jobs: int = 1, progress: bool = True, log=print):
+    #: seconds to wait for a remote dask scheduler
+    connect_timeout = 30
+
+    def __init__(self, config: ReproduceConfig, out: str, jobs: int = 1, progress: bool = True, log=print,
+                 scheduler: str | None = None):
         self.config = config.validate()
         self.out = out
         if not isinstance(jobs, int) or jobs < 1:
             raise RunError(f"--jobs must be a positive integer, got {jobs}")
         self.jobs = jobs
+        self.scheduler = scheduler
+        self._client = None
+        self._cluster = None
         self.progress = progress
         self.log = log
         self.results = ResultStore(os.path.join(out, "results.csv"), RESULT_COLUMNS,
@@ -412,8 +427,11 @@ class Runner:
         if 2 not in cfg.figures and 3 not in cfg.figures:
             for ds in data:      # the problems hold what they need; free the rest
                 ds.X_train = ds.X_test = None
-        while problems:
-            self._run_protocol(problems.pop(0), done)
+        try:
+            while problems:
+                self._run_protocol(problems.pop(0), done)
+        finally:
+            self._close_client()
         if 3 in cfg.figures:
             self._run_poisoning(data[0])
         self.meta["seconds"] = self.meta.get("seconds", 0.0) + (time.perf_counter() - t0)
@@ -505,6 +523,49 @@ class Runner:
         if changed:
             _atomic_write(path, "".join(json.dumps(o) + "\n" for o in lines))
 
+    # ------------------------------------------------------------ dask
+    def _dask_client(self):
+        """The distributed client (started on first use)."""
+        if self._client is None:
+            try:
+                from dask.distributed import Client, LocalCluster
+            except ImportError:
+                raise RunError("--dask / --scheduler need dask.distributed: pip install 'leaveout[dask]'") from None
+            if self.scheduler == "local":
+                self._cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None)
+                self._client = Client(self._cluster)
+            else:
+                try:
+                    self._client = Client(self.scheduler, timeout=self.connect_timeout)
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise RunError(f"--scheduler {self.scheduler!r}: cannot connect ({exc})") from None
+            n = len(self._client.scheduler_info().get("workers", {}))
+            self.log(f"dask: {n} workers at {self._client.scheduler.address}")
+        return self._client
+
+    def _close_client(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def _evaluate_dask(self, att, metrics, batches, on_done):
+        """Submit every batch as a task; hand results to ``on_done`` as they complete."""
+        from dask.distributed import as_completed
+        client = self._dask_client()
+        shared = client.scatter([att, metrics], broadcast=True, hash=False)
+        futures = [client.submit(_evaluate, batch, shared[0], shared[1], pure=False) for batch in batches]
+        try:
+            for fut in as_completed(futures):
+                on_done(fut.result())
+                fut.release()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
     def _evaluate_all(self, att, metrics, todo, label):
         """Evaluate removal sets in batches; with ``jobs > 1``, in that many threads.
 
@@ -522,6 +583,23 @@ class Runner:
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
         batches = _batches(todo)
+
+        def store(batch_rows):
+            nonlocal n_bad
+            for rows in batch_rows:
+                self.results.append(rows)
+                n_bad += not rows[0]["retrain_converged"]
+                bar.update(1)
+
+        if self.scheduler is not None:
+            try:
+                self._evaluate_dask(att, metrics, batches, store)
+            finally:
+                bar.close()
+                _WORK.clear()
+            if n_bad:
+                self.log(f"{label}: {n_bad} retrains did not converge; flagged and left out of the summary")
+            return
         pool = ThreadPoolExecutor(self.jobs) if self.jobs > 1 else None
         limit = nullcontext()
         if pool is not None:
@@ -531,10 +609,7 @@ class Runner:
             with limit:
                 results = map(_evaluate, batches) if pool is None else pool.map(_evaluate, batches)
                 for batch_rows in results:
-                    for rows in batch_rows:
-                        self.results.append(rows)
-                        n_bad += not rows[0]["retrain_converged"]
-                        bar.update(1)
+                    store(batch_rows)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
