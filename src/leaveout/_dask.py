@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._design import Design
+from ._design import ChunkedDesign, Design
 
 
 def is_dask(x) -> bool:
     """True for a dask array (checked by type name: dask is not imported here)."""
     return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "chunks")
+
+
+def _local(blk, intercept):
+    """A design over one chunk: dense chunks are streamed in cache-sized sub-blocks (the
+    float64 copy of a sub-block never outlives its product), sparse ones kept as CSR."""
+    if hasattr(blk, "toarray"):
+        import scipy.sparse as sp
+        return Design.from_X(sp.csr_matrix(blk, dtype=np.float64), intercept)
+    return ChunkedDesign(blk if isinstance(blk, np.memmap) else np.asarray(blk), intercept)
 
 
 def _cast(blk, intercept):
@@ -31,31 +40,31 @@ def _cast(blk, intercept):
 
 
 def _mv(blk, v, intercept):
-    return _cast(blk, intercept) @ v
+    return _local(blk, intercept).matvec(v)
 
 
 def _rmv(blk, r, intercept):
-    return _cast(blk, intercept).T @ r
+    return _local(blk, intercept).rmatvec(r)
 
 
 def _wprod(blk, w, v, intercept):
-    B = _cast(blk, intercept)
-    return B.T @ (w * (B @ v))
+    return _local(blk, intercept).wprod(w, v)
 
 
 def _gram(blk, w, intercept):
-    B = _cast(blk, intercept)
-    return B.T @ (B * w[:, None])
+    return _local(blk, intercept).gram(w)
+
+
+def _wgram(blk, w, intercept):
+    return _local(blk, intercept).weighted_gram(w)
 
 
 def _abs_t(blk, s, intercept):
-    return np.abs(_cast(blk, intercept)).T @ s
+    return _local(blk, intercept).column_l1(s)
 
 
 def _quad(blk, L, intercept):
-    import scipy.linalg as la
-    Z = la.solve_triangular(L, _cast(blk, intercept).T, lower=True, check_finite=False)
-    return np.einsum("ij,ij->j", Z, Z)
+    return _local(blk, intercept).quad_rows(L)
 
 
 def _finite(blk):
@@ -143,7 +152,8 @@ class DaskDesign(Design):
     def gram(self, w):
         return self._reduce(_gram, w)
 
-    weighted_gram = gram
+    def weighted_gram(self, w):
+        return self._reduce(_wgram, w)
 
     def column_l1(self, s):
         return self._reduce(_abs_t, s)

@@ -4,6 +4,7 @@ products over it that every layer needs. All matrix work over X happens here."""
 from __future__ import annotations
 
 import mmap
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -142,6 +143,21 @@ class Design:
 _CHUNK_ELEMENTS = 1 << 19
 
 
+_BUFFERS = threading.local()
+
+
+def _buffer(rows: int, cols: int):
+    """A float64 (rows, cols) work array reused by this thread, or a fresh one while the
+    thread's buffer is in use (nested loops); returns ``(array, owned)``."""
+    if getattr(_BUFFERS, "busy", False):
+        return np.empty((rows, cols)), False
+    have = getattr(_BUFFERS, "arr", None)
+    if have is None or have.size < rows * cols:
+        have = _BUFFERS.arr = np.empty(rows * cols)
+    _BUFFERS.busy = True
+    return have[:rows * cols].reshape(rows, cols), True
+
+
 def release_rows(X, start: int, stop: int) -> None:
     """Unmap the file pages of rows ``start..stop`` of a memmap from this process once they
     are used (Linux ``MADV_DONTNEED``; they stay in the page cache), so that the resident
@@ -193,10 +209,26 @@ class ChunkedDesign(Design):
         return out
 
     def blocks(self):
-        for start in range(0, self.n, self._chunk):
-            stop = min(start + self._chunk, self.n)
-            yield start, stop, self._rows(slice(start, stop))
-            self._release(start, stop)
+        """Row chunks as float64 (intercept appended). The array yielded is a reused
+        buffer, valid until the next step: copy it to keep it. (Fresh 4 MB arrays per chunk
+        would each cost page faults, which dominate where the allocator hands memory back
+        to the system at once, as dask workers do.)"""
+        buf, owned = _buffer(min(self._chunk, self.n), self.p)
+        try:
+            for start in range(0, self.n, self._chunk):
+                stop = min(start + self._chunk, self.n)
+                blk = buf[:stop - start]
+                raw = self.X[start:stop]
+                if self.fit_intercept:
+                    blk[:, :-1] = raw
+                    blk[:, -1] = 1.0
+                else:
+                    blk[...] = raw
+                yield start, stop, blk
+                self._release(start, stop)
+        finally:
+            if owned:
+                _BUFFERS.busy = False
 
     def _release(self, start, stop):
         release_rows(self.X, start, stop)
@@ -234,19 +266,29 @@ class ChunkedDesign(Design):
             out += blk.T @ (w[start:stop] * (blk @ v))
         return out
 
+    # the chunks from blocks() are scratch buffers: scaled and solved in place, no new arrays
     def gram(self, w: np.ndarray) -> np.ndarray:
         G = np.zeros((self.p, self.p))
         sw = np.sqrt(w)
         for start, stop, blk in self.blocks():
-            B = blk * sw[start:stop, None]
-            G += B.T @ B
+            blk *= sw[start:stop, None]
+            G += blk.T @ blk
         return G
 
     def weighted_gram(self, w: np.ndarray) -> np.ndarray:
         G = np.zeros((self.p, self.p))
         for start, stop, blk in self.blocks():
-            G += blk.T @ (blk * w[start:stop, None])
+            Bw = blk * w[start:stop, None]
+            G += blk.T @ Bw
         return G
+
+    def quad_rows(self, L) -> np.ndarray:
+        import scipy.linalg as la
+        out = np.empty(self.n)
+        for start, stop, blk in self.blocks():
+            Z = la.solve_triangular(L, blk.T, lower=True, overwrite_b=True, check_finite=False)
+            out[start:stop] = np.einsum("ij,ij->j", Z, Z)
+        return out
 
     def column_l1(self, s: np.ndarray) -> np.ndarray:
         out = np.zeros(self.p)

@@ -521,7 +521,7 @@ class Attribution:
         if hasattr(s, "compute"):
             mask = np.ones(self.n_samples)
             mask[T] = 0.0
-            return s * self._design.vector(mask)
+            return self._design.keep(s * self._design.vector(mask))
         s = s.copy()
         s[T] = 0.0
         return s

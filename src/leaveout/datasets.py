@@ -97,8 +97,9 @@ def load_npz(path, name: str | None = None) -> Dataset:
 
 
 def _npy_rows(path, start, stop):
-    rows = np.load(path, mmap_mode="r")[start:stop]
-    return np.array(rows)          # a copy: the file mapping is closed on return
+    # a view of the file, not a copy: the products stream it in cache-sized pieces and
+    # hand the pages back as they go (see leaveout._design.ChunkedDesign)
+    return np.load(path, mmap_mode="r")[start:stop]
 
 
 def npy_as_dask(path, rows_per_chunk: int | None = None):

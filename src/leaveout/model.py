@@ -151,8 +151,9 @@ class GLM:
         if design.A is None and type(design).__name__ == "DaskDesign":
             if multi:
                 raise ValueError("the multinomial family needs X in memory or on disk, not a dask array")
-            y01, s = design.vector(y01), design.vector(s)
-            off = None if off is None else design.vector(off)
+            # held on the workers once, so that no graph carries them again
+            y01, s = design.keep(design.vector(y01)), design.keep(design.vector(s))
+            off = None if off is None else design.keep(design.vector(off))
         return self._fit_design(design, y01, s, init, offset=off)
 
     def _setup(self, design: Design, y01, s, scale=None, offset=None):
