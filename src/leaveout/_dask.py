@@ -122,13 +122,23 @@ class DaskDesign(Design):
     def _blocks_delayed(self):
         return list(self.X.to_delayed().ravel())
 
-    def _reduce(self, fn, *vectors):
-        """Sum over row chunks of ``fn(chunk, *vector chunks, intercept)``, computed."""
+    #: every evaluation is a round trip to the scheduler: batch what can go together
+    round_trips = True
+
+    def _reduce(self, fn, *vectors, compute=True):
+        """Sum over row chunks of ``fn(chunk, *vector chunks, intercept)``, computed (or
+        the delayed sum)."""
         from dask import delayed
         vecs = [self.vector(v).to_delayed().ravel() for v in vectors]
         f = delayed(fn, pure=True)
         parts = [f(b, *[v[i] for v in vecs], self.fit_intercept) for i, b in enumerate(self._blocks_delayed())]
-        return np.asarray(_tree_sum(parts).compute())
+        total = _tree_sum(parts)
+        return np.asarray(total.compute()) if compute else total
+
+    def sum_and_rmatvec(self, u, r):
+        import dask
+        total, grad = dask.compute(self.vector(u).sum(), self._reduce(_rmv, r, compute=False))
+        return float(total), np.asarray(grad)
 
     def matvec(self, v):
         v = np.asarray(v, dtype=np.float64)

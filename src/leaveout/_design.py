@@ -66,6 +66,10 @@ class Design:
         """Entries ``idx`` of a per-sample vector, as a numpy array."""
         return np.asarray(v[idx])
 
+    def sum_and_rmatvec(self, u, r):
+        """``(sum(u), A.T @ r)`` for per-sample vectors u and r."""
+        return float(np.sum(u)), self.rmatvec(r)
+
     def quad_rows(self, L) -> np.ndarray:
         """``a_i^T (L L^T)^{-1} a_i`` for every row, L lower triangular (p, p)."""
         import scipy.linalg as la

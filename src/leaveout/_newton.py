@@ -77,6 +77,13 @@ class Objective:
         r = self.s * self.loss.derivative(self.y, z)
         return self.design.rmatvec(r) + self.lam * self.pen * theta
 
+    def value_gradient_at(self, theta, z):
+        """``(value_at, gradient_at)`` computed in one go (one round trip on a cluster)."""
+        r = self.s * self.loss.derivative(self.y, z)
+        data, grad = self.design.sum_and_rmatvec(self.s * self.loss.value(self.y, z), r)
+        return (float(data + 0.5 * self.lam * (self.pen * theta) @ theta),
+                grad + self.lam * self.pen * theta)
+
     def zdir(self, v):
         """Change of the linear predictors along the parameter direction ``v``."""
         return self.design.matvec(v)
@@ -201,8 +208,13 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
     """
     theta = np.array(theta0, dtype=np.float64)
     z = obj.keep(obj.z(theta))
-    f = obj.value_at(theta, z)
-    g = obj.gradient_at(theta, z)
+    # where every evaluation is a round trip (a dask cluster), value and gradient travel together
+    fused = getattr(obj.design, "round_trips", False)
+    if fused:
+        f, g = obj.value_gradient_at(theta, z)
+    else:
+        f = obj.value_at(theta, z)
+        g = obj.gradient_at(theta, z)
     M = precond          # current preconditioner; None means "factor a fresh Hessian"
     n_hess = n_hv = 0
     converged = False
@@ -243,15 +255,18 @@ def newton_solve(obj: Objective, theta0, scale: float, tol: float, max_iter: int
         while True:
             z_new = z + step * Ap
             th_new = theta + step * p
-            f_new = obj.value_at(th_new, z_new)
+            if fused:
+                f_new, g_new = obj.value_gradient_at(th_new, z_new)
+            else:
+                f_new = obj.value_at(th_new, z_new)
             if f_new <= f + 1e-4 * step * gp:
                 break
             if -gp * step <= noise:
                 # the objective cannot resolve a decrease this small: judge by the gradient
-                g_new = obj.gradient_at(th_new, z_new)
+                g_new = g_new if fused else obj.gradient_at(th_new, z_new)
                 if float(np.max(np.abs(g_new))) < gmax:
                     break
-                g_new = None
+            g_new = None
             step *= 0.5
             if step < 1e-10:
                 break
