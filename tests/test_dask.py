@@ -105,3 +105,12 @@ def test_dask_bad_input_and_unsupported(client):
         lo.GLM("multinomial").fit(Xd, np.arange(100) % 3)
     with pytest.raises(ValueError, match="form='dual' needs X in memory"):
         lo.Attribution(lo.GLM().fit(Xd, y), form="dual")
+
+
+def test_scaling_example_runs():
+    import pathlib
+    import subprocess
+    import sys
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_scaling.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300).stdout
+    assert "converged=True" in out and "same scores as in memory (1e-9): True" in out

@@ -120,7 +120,10 @@ class DaskDesign(Design):
 
     # ------------------------------------------------------------ products
     def _blocks_delayed(self):
-        return list(self.X.to_delayed().ravel())
+        # X never changes: its optimised per-chunk graph is built once
+        if not hasattr(self, "_delayed"):
+            self._delayed = list(self.X.to_delayed().ravel())
+        return self._delayed
 
     #: every evaluation is a round trip to the scheduler: batch what can go together
     round_trips = True

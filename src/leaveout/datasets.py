@@ -96,10 +96,18 @@ def load_npz(path, name: str | None = None) -> Dataset:
     return Dataset(name or stem, X_train, y_train, X_test, y_test, meta)
 
 
-def _npy_rows(path, start, stop):
-    # a view of the file, not a copy: the products stream it in cache-sized pieces and
-    # hand the pages back as they go (see leaveout._design.ChunkedDesign)
-    return np.load(path, mmap_mode="r")[start:stop]
+class _NpyFile:
+    """A .npy file as an array-like whose slices are read-only views of the file (a
+    memmap opened on the worker that asks): what ``dask.array.from_array`` needs."""
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        # a view of the file, not a copy: the products stream it in cache-sized pieces and
+        # hand the pages back as they go (see leaveout._design.ChunkedDesign)
+        return np.load(self.path, mmap_mode="r")[key]
 
 
 def npy_as_dask(path, rows_per_chunk: int | None = None):
@@ -113,7 +121,6 @@ def npy_as_dask(path, rows_per_chunk: int | None = None):
     rows_per_chunk : int, optional
         Rows per chunk (default: about 64 MB per chunk).
     """
-    import dask
     import dask.array as da
     path = os.path.abspath(os.fspath(path))
     try:
@@ -128,10 +135,8 @@ def npy_as_dask(path, rows_per_chunk: int | None = None):
     step = rows_per_chunk or max(1, (64 << 20) // max(1, d * dtype.itemsize))
     if not isinstance(step, int) or step < 1:
         raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
-    load = dask.delayed(_npy_rows, pure=True)
-    parts = [da.from_delayed(load(path, a, min(n, a + step)), shape=(min(n, a + step) - a, d), dtype=dtype)
-             for a in range(0, n, step)]
-    return da.concatenate(parts, axis=0)
+    return da.from_array(_NpyFile(path, (n, d), dtype), chunks=(step, d), asarray=False, fancy=False,
+                         inline_array=True, meta=np.empty((0, 0), dtype=dtype))
 
 
 # --------------------------------------------------------------------------- bundled data
