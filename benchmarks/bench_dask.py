@@ -77,7 +77,8 @@ def main():
     ap.add_argument("--memory-limit", default="1.5GB")
     ap.add_argument("--rows-per-chunk", type=int, default=50_000)
     ap.add_argument("--dir", default=tempfile.gettempdir())
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the .npy file")
+    ap.add_argument("--slice-only", action="store_true", help="skip the run on all n rows")
     args = ap.parse_args()
     from dask.distributed import Client, LocalCluster
 
@@ -105,7 +106,7 @@ def main():
                           memory_limit=args.memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(_start_sampler)
             X = npy_as_dask(path, rows_per_chunk=args.rows_per_chunk)
-            for rows in (args.slice, args.n):
+            for rows in (args.slice,) if args.slice_only else (args.slice, args.n):
                 t0 = time.perf_counter()
                 model, times, sums = work(X[:rows], y_all[:rows], Xt, yt)
                 total = time.perf_counter() - t0

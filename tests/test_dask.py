@@ -114,3 +114,14 @@ def test_scaling_example_runs():
     script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_scaling.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300).stdout
     assert "converged=True" in out and "same scores as in memory (1e-9): True" in out
+
+
+def test_leverage_sketch_on_the_cluster(client):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(400, 150)) / 12
+    y = (rng.random(400) < 0.5).astype(int)
+    ad = lo.Attribution(lo.GLM(l2=1.0).fit(da.from_array(X, chunks=(100, 150)), y))
+    am = lo.Attribution(lo.GLM(l2=1.0).fit(X, y))
+    sk_d, sk_m = ad.leverage_sketch(eps=0.9, seed=4), am.leverage_sketch(eps=0.9, seed=4)
+    assert 0 < sk_d.n_projections < 151
+    assert isinstance(sk_d.values, da.Array) and rel_err(sk_d.values, sk_m.values) < 1e-9

@@ -67,9 +67,8 @@ def _quad(blk, L, intercept):
     return _local(blk, intercept).quad_rows(L)
 
 
-def _finite(blk):
-    data = blk.data if hasattr(blk, "toarray") else blk
-    return np.array([bool(np.all(np.isfinite(data)))])
+def _sq_norms(blk, Z, intercept):
+    return _local(blk, intercept).row_sq_norms(Z)
 
 
 def _tree_sum(parts):
@@ -176,10 +175,10 @@ class DaskDesign(Design):
         return self.X.map_blocks(_quad, L, self.fit_intercept, drop_axis=1, dtype=np.float64,
                                  meta=np.empty((0,)))
 
-    def all_finite(self) -> bool:
-        flags = self.X.map_blocks(_finite, chunks=((1,) * len(self.row_chunks),), drop_axis=1,
-                                  dtype=bool, meta=np.empty((0,), dtype=bool))
-        return bool(flags.all().compute())
+    def row_sq_norms(self, Z):
+        """``||a_i^T Z||^2`` for every row, as a dask array (n,)."""
+        return self.X.map_blocks(_sq_norms, np.asarray(Z, dtype=np.float64), self.fit_intercept, drop_axis=1,
+                                 dtype=np.float64, meta=np.empty((0,)))
 
     def dense_rows(self, idx):
         idx = np.asarray(idx)

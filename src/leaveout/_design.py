@@ -66,6 +66,14 @@ class Design:
         """Entries ``idx`` of a per-sample vector, as a numpy array."""
         return np.asarray(v[idx])
 
+    def row_sq_norms(self, Z) -> np.ndarray:
+        """``||a_i^T Z||^2`` for every row (Z of shape (p, k))."""
+        out = np.empty(self.n)
+        for start, stop, blk in self.blocks():
+            XZ = blk @ Z
+            out[start:stop] = np.einsum("ij,ij->i", XZ, XZ)
+        return out
+
     def sum_and_rmatvec(self, u, r):
         """``(sum(u), A.T @ r)`` for per-sample vectors u and r."""
         return float(np.sum(u)), self.rmatvec(r)

@@ -67,7 +67,9 @@ class Objective:
         self.lam, self.pen, self.offset = lam, pen, offset
 
     def z(self, theta):
-        """Linear predictors ``A theta + offset``."""
+        """Linear predictors ``A theta + offset`` (no pass over X at theta = 0)."""
+        if not np.any(theta):
+            return self.offset + self.design.zeros()
         return self.design.matvec(theta) + self.offset
 
     def value_at(self, theta, z) -> float:

@@ -362,11 +362,7 @@ class Attribution:
         rng = np.random.default_rng(seed)
         G = rng.standard_normal((p, r))
         Z = self._factor.half_t(G)                       # L^{-T} G^T: (G L^{-1} x)^T = x^T Z
-        est = np.empty(n)
-        for start, stop, blk in self._design.blocks():
-            XZ = blk @ Z
-            est[start:stop] = np.einsum("ij,ij->i", XZ, XZ)
-        est *= self._w / r
+        est = self._design.keep(self._w * self._design.row_sq_norms(Z) / r)
         q = np.sqrt(x / r)
         return SketchedLeverage(est, 1.0 - 2.0 * q, 1.0 + 2.0 * q + 2.0 * q * q, r, float(delta))
 

@@ -174,7 +174,10 @@ class GLM:
                 "add an L2 penalty (l2 > 0, or --l2 on the command line)")
         self.__dict__.pop("_col_l1", None)
         if scale is None:
-            scale = self._gradient_scale(float(np.max(self._column_l1())), y01, s)
+            col = self._column_l1()
+            if not np.all(np.isfinite(col)):     # a dask X is checked here, in this pass
+                raise ValueError("X contains NaN or infinity; remove or impute those entries")
+            scale = self._gradient_scale(float(np.max(col)), y01, s)
         if scale == 0:
             raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
         self._scale = scale
