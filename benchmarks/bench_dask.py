@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_out_of_core import write_npy  # noqa: E402
+from bench_out_of_core import ensure_npy  # noqa: E402
 
 
 def _start_sampler():
@@ -84,11 +84,7 @@ def main():
 
     from leaveout.datasets import npy_as_dask
 
-    path = os.path.join(args.dir, f"leaveout-bench-{args.n}x{args.d}.npy")
-    if not os.path.exists(path):
-        t = time.perf_counter()
-        write_npy(path, args.n, args.d)
-        print(f"wrote {path} ({os.path.getsize(path) / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    path = ensure_npy(args.dir, args.n, args.d)
     y_all = np.load(path.replace(".npy", "_y.npy"))
     rng = np.random.default_rng(5)
     Xt = rng.normal(size=(100, args.d)) * (2.0 / np.sqrt(args.d))

@@ -87,6 +87,16 @@ def write_npy(path, n, d, seed=0):
     np.save(path.replace(".npy", "_y.npy"), y)
 
 
+def ensure_npy(folder, n, d):
+    """Path of the benchmark file for (n, d) in ``folder``, written if missing."""
+    path = os.path.join(folder, f"leaveout-bench-{n}x{d}.npy")
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        write_npy(path, n, d)
+        print(f"wrote {path} ({os.path.getsize(path) / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    return path
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -99,11 +109,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the .npy file")
     ap.add_argument("--skip-memory", action="store_true", help="only the out-of-core run on all rows")
     args = ap.parse_args()
-    path = os.path.join(args.dir, f"leaveout-bench-{args.n}x{args.d}.npy")
-    if not os.path.exists(path):
-        t = time.perf_counter()
-        write_npy(path, args.n, args.d)
-        print(f"wrote {path} ({os.path.getsize(path) / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    path = ensure_npy(args.dir, args.n, args.d)
     sl = args.slice or args.n
     runs = [("disk", args.n)]
     if not args.skip_memory:

@@ -40,8 +40,7 @@ import numpy as np
 import scipy.linalg as la
 
 from ._factor import PrimalFactor
-from ._newton import cholesky
-from .attribution import Attribution, _DirectSystem, _WoodburySystem
+from .attribution import Attribution
 from ._validation import show
 from .exceptions import LeverageError
 
@@ -97,6 +96,10 @@ class MultinomialAttribution(Attribution):
     def _spread(self, rows, coef):
         """``E_i coef_i`` for each row (coef of shape (k, m)): shape (k, m p)."""
         return (coef[:, :, None] * rows[:, None, :]).reshape(rows.shape[0], -1)
+
+    def _spread_sum(self, rows, coef):
+        """``sum_i E_i coef_i``: shape (m p,)."""
+        return (coef.T @ rows).ravel()
 
     def _gather(self, rows, v):
         """``E_i^T v`` for each row: shape (k, m)."""
@@ -214,16 +217,6 @@ class MultinomialAttribution(Attribution):
             alpha[pos] = v + np.einsum("kab,kb->ka", R, w[..., 0])
         return alpha
 
-    def _rif_delta(self, T):
-        alpha = self._rif_coef(T)
-        out = np.zeros(self.theta.size)
-        for cv, sub in self._groups(T):
-            Fc, t = self._shift(cv)
-            pos = np.searchsorted(T, sub)
-            rows = self._design.dense_rows(sub)
-            out += Fc.solve((alpha[pos].T @ rows).ravel()) + self._s[sub].sum() * t
-        return out
-
     # ------------------------------------------------------------ per-sample estimators
     def scores(self, metric, method: str = "rif") -> np.ndarray:
         """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,);
@@ -263,32 +256,15 @@ class MultinomialAttribution(Attribution):
         return out if np.ndim(D) > 1 else float(out[0])
 
     # ------------------------------------------------------------ group estimators
-    def _group_gradient(self, T):
-        rows = self._design.dense_rows(T)
-        return (self._r[T].T @ rows).ravel() + self._s[T].sum() * self._b
+    # the |T|(C-1) capacitance block at half of H's size or more: factor H_{-T} itself
+    _direct_ratio = 2
 
-    def _ns_system(self, T, cache=True):
-        key = T.tobytes()
-        with self._lock:
-            hit = self._ns_cache
-        if cache and hit is not None and hit[0] == key:
-            return hit[1]
-        G = self._group_gradient(T)
+    def _removed_factor(self, T):
+        """Columns ``E_i R_i[:, j]`` for i in T: ``U U^T`` = the data part of sum_T H_i."""
         rows = self._design.dense_rows(T)
         k, m, P = T.size, self._m, self.theta.size
-        # column (i, j) of U is E_i R_i[:, j]
         U = (self._R[T].transpose(0, 2, 1)[:, :, :, None] * rows[:, None, None, :]).reshape(k * m, P).T
-        C = float(self._c[T].sum())
-        if 2 * k * m >= P:   # the |T| m capacitance block is no smaller than H: factor H_{-T}
-            Hm = self.hessian - U @ U.T
-            Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
-            out = (G, _DirectSystem(cholesky(Hm, "leave-T-out Hessian")))
-        else:
-            out = (G, _WoodburySystem(self._ns_base(C), np.ascontiguousarray(U)))
-        if cache:
-            with self._lock:
-                self._ns_cache = (key, out)
-        return out
+        return np.ascontiguousarray(U)
 
     def _check_classes_left(self, s):
         m = self.model

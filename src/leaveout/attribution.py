@@ -401,6 +401,10 @@ class Attribution:
         """The data part of each row's gradient direction, ``coef_i x_i``: shape (k, p)."""
         return coef[:, None] * rows
 
+    def _spread_sum(self, rows, coef):
+        """``sum_i coef_i x_i`` (the sum of :meth:`_spread`'s rows, without forming them)."""
+        return rows.T @ coef
+
     def _row_chunks(self, idx):
         step = max(1, (1 << 20) // self.theta.size)
         for lo in range(0, idx.size, step):
@@ -475,7 +479,7 @@ class Attribution:
     def _group_gradient(self, T):
         """``sum_{i in T} g_i``."""
         d = self._design
-        return d.dense_rows(T).T @ d.gather(self._r, T) + d.gather(self._s, T).sum() * self._b
+        return self._spread_sum(d.dense_rows(T), d.gather(self._r, T)) + d.gather(self._s, T).sum() * self._b
 
     def delta(self, T, method: str = "rif") -> np.ndarray:
         """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
@@ -504,11 +508,12 @@ class Attribution:
     def _rif_delta(self, T):
         """``sum_{i in T} RIF_i``."""
         alpha = self._rif_coef(T)
-        out = np.zeros(self._design.p)
+        out = np.zeros(self.theta.size)
         for cv, sub in self._groups(T):
             Fc, t = self._shift(cv)
             pos = np.searchsorted(T, sub)
-            out += Fc.solve(self._design.dense_rows(sub).T @ alpha[pos]) + self._design.gather(self._s, sub).sum() * t
+            rows = self._design.dense_rows(sub)
+            out += Fc.solve(self._spread_sum(rows, alpha[pos])) + self._design.gather(self._s, sub).sum() * t
         return out
 
     def _without(self, T):
@@ -571,10 +576,9 @@ class Attribution:
         if cache and hit is not None and hit[0] == key:
             return hit[1]
         G = self._group_gradient(T)
-        X_T = self._design.dense_rows(T)
-        U = (X_T * np.sqrt(self._design.gather(self._w, T))[:, None]).T      # (p, k)
+        U = self._removed_factor(T)
         C = float(self._design.gather(self._c, T).sum())
-        if T.size >= self._design.p and self.form == "primal":
+        if self._direct_ratio * U.shape[1] >= U.shape[0] and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.model._pen
             out = (G, _DirectSystem(cholesky(Hm, "leave-T-out Hessian")))
@@ -584,6 +588,14 @@ class Attribution:
             with self._lock:
                 self._ns_cache = (key, out)
         return out
+
+    #: factor H_{-T} directly once the Woodbury block is this fraction of H's size
+    _direct_ratio = 1
+
+    def _removed_factor(self, T):
+        """``U`` with ``U U^T`` = the data part of ``sum_{i in T} H_i``: columns sqrt(w_i) x_i."""
+        X_T = self._design.dense_rows(T)
+        return (X_T * np.sqrt(self._design.gather(self._w, T))[:, None]).T      # (p, k)
 
     def _newton_step(self, T):
         """``H_{-T}^{-1} sum_{i in T} g_i`` by Woodbury on the |T| x |T| block."""
