@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_out_of_core import ensure_npy  # noqa: E402
+from bench_out_of_core import ensure_npy, file_args, work  # noqa: E402
 
 
 def _start_sampler():
@@ -49,35 +48,14 @@ def _peak_rss():
     return sys._leaveout_rss_sampler["peak"]
 
 
-def work(X, y, Xt, yt):
-    """Fit + all leverages + RIF scores of a test loss; seconds per stage."""
-    import leaveout as lo
-    times = {}
-    t = time.perf_counter()
-    model = lo.GLM(l2=1.0).fit(X, y)
-    times["fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    att = lo.Attribution(model)
-    lev = att.leverage
-    lev_sum = float(lev.sum())
-    times["factor+leverage"] = time.perf_counter() - t
-    t = time.perf_counter()
-    s = att.scores(lo.metrics.TestLoss(Xt, yt), "rif")
-    s_sum = float(s.sum())
-    times["rif scores"] = time.perf_counter() - t
-    return model, times, (lev_sum, s_sum)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4_000_000)
     ap.add_argument("--slice", type=int, default=400_000)
-    ap.add_argument("--d", type=int, default=256)
+    file_args(ap)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="1.5GB")
     ap.add_argument("--rows-per-chunk", type=int, default=50_000)
-    ap.add_argument("--dir", default=tempfile.gettempdir())
-    ap.add_argument("--keep", action="store_true", help="keep the .npy file")
     ap.add_argument("--slice-only", action="store_true", help="skip the run on all n rows")
     args = ap.parse_args()
     from dask.distributed import Client, LocalCluster

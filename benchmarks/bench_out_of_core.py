@@ -29,8 +29,25 @@ def _status(key):
         return int([line.split()[1] for line in fh if line.startswith(key)][0]) * 1024
 
 
-def child(mode, path, n_rows):
+def work(X, y, Xt, yt):
+    """Fit + all leverages + RIF scores of a test loss (the issue's workload): the model,
+    seconds per stage, and the sums of the leverages and scores (to compare paths)."""
     import leaveout as lo
+    times = {}
+    t = time.perf_counter()
+    model = lo.GLM(l2=1.0).fit(X, y)
+    times["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    att = lo.Attribution(model)
+    lev_sum = float(att.leverage.sum())
+    times["factor+leverage"] = time.perf_counter() - t
+    t = time.perf_counter()
+    s_sum = float(att.scores(lo.metrics.TestLoss(Xt, yt), "rif").sum())
+    times["rif scores"] = time.perf_counter() - t
+    return model, times, (lev_sum, s_sum)
+
+
+def child(mode, path, n_rows):
     peak = [0]
     stop = threading.Event()
 
@@ -46,20 +63,10 @@ def child(mode, path, n_rows):
     y = np.load(path.replace(".npy", "_y.npy"))[:n_rows]
     if mode == "memory":
         X = np.ascontiguousarray(X)          # float32 in memory; the design is float64
-    times = {}
-    t = time.perf_counter()
-    model = lo.GLM(l2=1.0).fit(X, y)
-    times["fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    att = lo.Attribution(model)
-    lev = att.leverage
-    times["factor+leverage"] = time.perf_counter() - t
     rng = np.random.default_rng(5)
     Xt = rng.normal(size=(100, X.shape[1])) * (2.0 / np.sqrt(X.shape[1]))
     yt = rng.integers(0, 2, 100)
-    t = time.perf_counter()
-    s = att.scores(lo.metrics.TestLoss(Xt, yt), "rif")
-    times["rif scores"] = time.perf_counter() - t
+    model, times, sums = work(X, y, Xt, yt)
     total = time.perf_counter() - t0
     stop.set()
     th.join()
@@ -67,7 +74,7 @@ def child(mode, path, n_rows):
                       "rows_per_s": n_rows / total, "converged": bool(model.converged_),
                       "grad_norm": model.grad_norm_, "peak_anon_mib": peak[0] / 2**20,
                       "vmhwm_mib": _status("VmHWM:") / 2**20,
-                      "checksum": [float(lev.sum()), float(s.sum())]}))
+                      "checksum": list(sums)}))
 
 
 def write_npy(path, n, d, seed=0):
@@ -87,6 +94,13 @@ def write_npy(path, n, d, seed=0):
     np.save(path.replace(".npy", "_y.npy"), y)
 
 
+def file_args(ap):
+    """The options every file-based benchmark shares."""
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--dir", default=tempfile.gettempdir(), help="folder for the .npy file")
+    ap.add_argument("--keep", action="store_true", help="keep the .npy file")
+
+
 def ensure_npy(folder, n, d):
     """Path of the benchmark file for (n, d) in ``folder``, written if missing."""
     path = os.path.join(folder, f"leaveout-bench-{n}x{d}.npy")
@@ -104,9 +118,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400_000, help="rows in the file (default 400,000)")
     ap.add_argument("--slice", type=int, default=None, help="rows for the in-memory comparison (default: all)")
-    ap.add_argument("--d", type=int, default=256)
-    ap.add_argument("--dir", default=tempfile.gettempdir())
-    ap.add_argument("--keep", action="store_true", help="keep the .npy file")
+    file_args(ap)
     ap.add_argument("--skip-memory", action="store_true", help="only the out-of-core run on all rows")
     args = ap.parse_args()
     path = ensure_npy(args.dir, args.n, args.d)

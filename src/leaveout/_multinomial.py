@@ -218,18 +218,12 @@ class MultinomialAttribution(Attribution):
         return alpha
 
     # ------------------------------------------------------------ per-sample estimators
-    def scores(self, metric, method: str = "rif") -> np.ndarray:
-        """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,);
-        see :meth:`Attribution.scores`. One solve and one pass over X after the leverage
-        blocks (RIF)."""
-        from . import _validation as v
-        v.check_choice(method, "method", ("if", "rif"))
-        if metric.quadratic:
-            return self._quadratic_scores(method)
-        phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
-        if method == "if":
-            q = self._solve(phi)
-            return np.einsum("na,na->n", self._r, self._gather_all(q)) + self._s * float(self._b @ q)
+    def _if_scores(self, phi):
+        q = self._solve(phi)
+        return np.einsum("na,na->n", self._r, self._gather_all(q)) + self._s * float(self._b @ q)
+
+    def _rif_scores(self, phi):
+        """One solve and one pass over X after the leverage blocks."""
         idx = np.arange(self.n_samples)
         alpha = self._rif_coef(idx)
         out = np.empty(self.n_samples)

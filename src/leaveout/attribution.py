@@ -445,9 +445,15 @@ class Attribution:
         if metric.quadratic:
             return self._quadratic_scores(method)
         phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
-        if method == "if":
-            q = self._solve(phi)
-            return self._r * self._design.matvec(q) + self._s * float(self._b @ q)
+        return self._if_scores(phi) if method == "if" else self._rif_scores(phi)
+
+    def _if_scores(self, phi):
+        """``<phi, IF_i>`` for every sample."""
+        q = self._solve(phi)
+        return self._r * self._design.matvec(q) + self._s * float(self._b @ q)
+
+    def _rif_scores(self, phi):
+        """``<phi, RIF_i>`` for every sample."""
         a = self.rif_leverage
         self._check_leverage(a)
 
