@@ -208,9 +208,9 @@ class TestBadInput:
         # give sample 4 the curvature weight that makes h_4 = w_4 x_4^T H^-1 x_4 exactly 1
         # (H_{-4} singular); RIF is infinite there and must be refused, not returned as inf/NaN
         att = self.att
-        x = att._design.dense_rows([4])[0]
-        att._w[4] = 1.0 / (x @ np.linalg.solve(att.hessian, x))   # in place: the factor sees it
-        att.__dict__.pop("_leverage", None)
+        x = att.design.dense_rows([4])[0]
+        att.estimators.w[4] = 1.0 / (x @ np.linalg.solve(att.hessian, x))   # in place: the factor sees it
+        att.estimators.__dict__.pop("_leverage", None)
         assert att.leverage[4] == pytest.approx(1.0, rel=1e-12)
         with pytest.raises(lo.LeverageError, match="sample 4 has leverage h >= 1"):
             att.rescaled_influence()
@@ -234,7 +234,7 @@ def test_retrain_many_equals_one_by_one(penalty, form):
         one = att.retrain(T)
         assert refit.converged_ and refit.grad_norm_ <= m.tol
         np.testing.assert_allclose(refit.theta_, one.theta_, rtol=1e-8, atol=1e-10)
-        np.testing.assert_array_equal(refit._s == 0, np.isin(np.arange(90), T) | (s == 0))
+        np.testing.assert_array_equal(refit.objective_.s == 0, np.isin(np.arange(90), T) | (s == 0))
 
 
 def test_leverage_sketch_obeys_its_bound_and_is_unbiased():

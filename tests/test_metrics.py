@@ -31,7 +31,7 @@ def test_metric_values_are_the_documented_sums(fitted):
     p = 1 / (1 + np.exp(-z))
     assert TestPrediction(Xt).value(m, m.theta_) == pytest.approx(p.sum(), rel=1e-12)
     assert TestLoss(Xt, yt).value(m, m.theta_) == pytest.approx(-np.sum(yt * np.log(p) + (1 - yt) * np.log(1 - p)), rel=1e-12)
-    X, y = m._design.A[:, :-1], m._y
+    X, y = m.objective_.design.A[:, :-1], m.objective_.y
     zz = X @ m.coef_ + m.intercept_
     mean_obj = np.mean(np.logaddexp(0, zz) - y * zz) + 0.5 * m.l2 * m.coef_ @ m.coef_
     assert SelfLoss().value(m, m.theta_) == pytest.approx(X.shape[0] * mean_obj, rel=1e-12)

@@ -125,10 +125,10 @@ def test_small_subset_leverage_path_equals_full():
     T = np.array([3, 50, 77])
     att_small = lo.Attribution(m)
     small = att_small.delta(T, "rif")                  # blocks solved for T only
-    assert att_small._blocks == {}
+    assert att_small.estimators.blocks == {}
     full = lo.Attribution(m)
     assert full.rif_leverage.shape == (90,)            # all-sample blocks first
-    assert len(full._blocks) == 1
+    assert len(full.estimators.blocks) == 1
     assert rel_err(small, full.delta(T, "rif")) < 1e-12
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import leaveout as lo
-from leaveout import _design
+from leaveout.design import chunked as _design
 from leaveout.metrics import SelfLoss, TestLoss, TestPrediction
 
 
@@ -36,7 +36,7 @@ def test_memmap_equals_in_memory(tmp_path, small_chunks, dtype, penalty, fit_int
     l2 = 0.01 if penalty == "per_sample" else 1.0
     a = lo.GLM(l2=l2, penalty=penalty, fit_intercept=fit_intercept).fit(Xm, y)
     b = lo.GLM(l2=l2, penalty=penalty, fit_intercept=fit_intercept).fit(Xmem, y)
-    assert isinstance(a._design, _design.ChunkedDesign) and a._design.A is None
+    assert isinstance(a.objective_.design, _design.ChunkedDesign) and a.objective_.design.A is None
     assert rel_err(a.theta_, b.theta_) < 1e-10
     aa, ab = lo.Attribution(a), lo.Attribution(b)
     assert rel_err(aa.leverage, ab.leverage) < 1e-9

@@ -2,15 +2,20 @@
 
 Influence functions (IF), rescaled influence functions (RIF), the group Newton step (NS)
 and exact, certified retraining for penalised generalised linear models.
+
+Layers (data flows downwards; see the README's "Benchmarks and development"):
+:mod:`leaveout.glm` (losses, objective, solver, estimator) over :mod:`leaveout.design`
+(where X lives); :mod:`leaveout.metrics`; :mod:`leaveout.attribution` (curvature,
+estimators, refits); :mod:`leaveout.adapters`; :mod:`leaveout.experiments` (the paper's
+protocol, the only layer that writes files); :mod:`leaveout.datasets`; :mod:`leaveout.cli`.
 """
 
 from . import metrics
+from ._version import __version__
 from .adapters import from_sklearn, from_statsmodels
 from .attribution import Attribution
 from .exceptions import ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError
-from .model import GLM
-
-__version__ = "0.1.0"
+from .glm import GLM
 
 __all__ = [
     "GLM",

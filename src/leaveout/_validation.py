@@ -58,7 +58,7 @@ def _check_memmap(X, name):
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if X.dtype.kind != "f":
         raise ValueError(f"{name} on disk must hold floats (float16/32/64), got {X.dtype}")
-    from ._design import release_rows
+    from .design.chunked import release_rows
     step = max(1, (1 << 20) // X.shape[1])
     for start in range(0, X.shape[0], step):
         ok = np.all(np.isfinite(X[start:start + step]))

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .attribution import Attribution
-from .model import GLM
+from .glm import GLM
 
 __all__ = ["from_sklearn", "from_statsmodels"]
 
@@ -96,7 +96,7 @@ def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attr
             glm = GLM("multinomial", l2=l2, penalty="fixed", fit_intercept=fit_intercept)
             W = np.vstack([coef.T, intercept[None, :]]) if fit_intercept else coef.T.copy()
             W -= W.mean(axis=1, keepdims=True)
-            from .losses import sum_to_zero_basis
+            from .glm.losses import sum_to_zero_basis
             theta0 = (W @ sum_to_zero_basis(n_classes)).T.ravel()
             est_tol = float(getattr(estimator, "tol", 1e-4) or 1e-4)
             return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5),

@@ -106,7 +106,7 @@ class _NpyFile:
 
     def __getitem__(self, key):
         # a view of the file, not a copy: the products stream it in cache-sized pieces and
-        # hand the pages back as they go (see leaveout._design.ChunkedDesign)
+        # hand the pages back as they go (see leaveout.design.chunked.ChunkedDesign)
         return np.load(self.path, mmap_mode="r")[key]
 
 

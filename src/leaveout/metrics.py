@@ -2,7 +2,7 @@
 
 Each metric gives its value and gradient at a parameter vector ``theta`` of a fitted
 :class:`~leaveout.GLM` (intercept last). For the multinomial family ``theta`` is the class-major vector of
-:mod:`leaveout.model` and "the prediction" is the probability of one chosen class. The
+:mod:`leaveout.glm.model` and "the prediction" is the probability of one chosen class. The
 *removal effect* of an estimate ``dtheta`` is
 ``f(theta_hat + dtheta) - f(theta_hat)``; the *linear effect* is ``<grad f(theta_hat), dtheta>``,
 except for :class:`SelfLoss`, whose gradient vanishes at the optimum, where it is the
@@ -51,7 +51,7 @@ class _TestRows(Metric):
     def _rows(self, model):
         key = id(model)
         if self._cache is None or self._cache[0] != key:
-            design = model._design_for(self.X, "X_test")
+            design = model.design_for(self.X, "X_test")
             y = None
             if self.y is not None:
                 yy = np.asarray(self.y)
@@ -59,7 +59,7 @@ class _TestRows(Metric):
                     raise ValueError(f"y_test has {yy.shape[0] if yy.ndim else 0} entries but X_test has {design.n} rows")
                 classes = getattr(model, "classes_", None)
                 if classes is None:
-                    y, _ = model._loss.check_target(yy, design.n, "y_test")
+                    y, _ = model.objective_.loss.check_target(yy, design.n, "y_test")
                 else:
                     if not np.all(np.isin(yy, classes)):
                         raise ValueError(f"y_test has labels outside the training classes {list(classes)}")
@@ -79,7 +79,7 @@ class _TestRows(Metric):
     def _z(self, model, theta):
         """Linear predictors of the rows (offset included; multinomial: (n, C-1))."""
         self._rows(model)
-        return model._linear(self._cache[1], theta) + self._cache[3]
+        return model.objective_.linear(self._cache[1], theta) + self._cache[3]
 
 
 def _class_code(model, label, name="label"):
@@ -124,7 +124,7 @@ class TestPrediction(_TestRows):
 
     def _means(self, model, theta):
         k = self._code(model)
-        mu = model._loss.mean(self._z(model, theta))
+        mu = model.objective_.loss.mean(self._z(model, theta))
         return mu if k is None else mu[:, k]
 
     def value(self, model, theta):
@@ -137,12 +137,12 @@ class TestPrediction(_TestRows):
         design, _ = self._rows(model)
         k = self._code(model)
         if k is None:
-            return design.rmatvec(model._loss.mean_derivative(self._z(model, theta)))
-        P = model._loss.mean(self._z(model, theta))
-        Q = model._loss.Q
+            return design.rmatvec(model.objective_.loss.mean_derivative(self._z(model, theta)))
+        P = model.objective_.loss.mean(self._z(model, theta))
+        Q = model.objective_.loss.Q
         # d p_k / d u = Q^T p_k (e_k - p)
         G = P[:, k:k + 1] * (Q[k][None, :] - P @ Q)
-        return model._linear_t(design, G)
+        return model.objective_.linear_t(design, G)
 
 
 class TestLoss(_TestRows):
@@ -164,16 +164,16 @@ class TestLoss(_TestRows):
 
     def value(self, model, theta):
         _, y = self._rows(model)
-        return float(np.sum(model._loss.value(y, self._z(model, theta))))
+        return float(np.sum(model.objective_.loss.value(y, self._z(model, theta))))
 
     def difference(self, model, theta0, theta1):
         _, y = self._rows(model)
-        lv = model._loss.value
+        lv = model.objective_.loss.value
         return float(np.sum(lv(y, self._z(model, theta1)) - lv(y, self._z(model, theta0))))
 
     def gradient(self, model, theta):
         design, y = self._rows(model)
-        return model._linear_t(design, model._loss.derivative(y, self._z(model, theta)))
+        return model.objective_.linear_t(design, model.objective_.loss.derivative(y, self._z(model, theta)))
 
 
 class SelfLoss(Metric):
@@ -190,12 +190,7 @@ class SelfLoss(Metric):
         return model.objective(theta)
 
     def difference(self, model, theta0, theta1):
-        theta0 = np.asarray(theta0, dtype=np.float64)
-        theta1 = np.asarray(theta1, dtype=np.float64)
-        lv = model._loss.value
-        data = float(model._s @ (lv(model._y, model._z(theta1)) - lv(model._y, model._z(theta0))))
-        pen = 0.5 * model._lam * float((model._pen * (theta1 - theta0)) @ (theta1 + theta0))
-        return data + pen
+        return model.objective_.difference(theta0, theta1)
 
     def gradient(self, model, theta):
         return model.gradient(theta)
@@ -211,11 +206,11 @@ class Coefficient(Metric):
         self.name = f"coef[{j}]" if label is None else f"coef[{label}, {j}]"
 
     def _index(self, model):
-        model._check_fitted()
+        model.check_fitted()
         if self.j == "intercept":
             if not model.fit_intercept:
                 raise ValueError("Coefficient('intercept'): the model has no intercept")
-            return model._design.p - 1
+            return model.objective_.design.p - 1
         if not isinstance(self.j, numbers.Integral) or not 0 <= self.j < model.n_features_in_:
             raise ValueError(f"Coefficient(j): j must be an integer in 0..{model.n_features_in_ - 1} or 'intercept', got {self.j!r}")
         return int(self.j)
@@ -231,8 +226,8 @@ class Coefficient(Metric):
         if self.label is None:
             raise ValueError(f"Coefficient needs label= for the multinomial family, one of {model.classes_.tolist()}")
         # W[j, k] = sum_a B[a, j] Q[k, a]
-        p = model._design.p
-        g[j::p] = model._loss.Q[_class_code(model, self.label)]
+        p = model.objective_.design.p
+        g[j::p] = model.objective_.loss.Q[_class_code(model, self.label)]
         return g
 
     def value(self, model, theta):
@@ -272,7 +267,7 @@ def select_test_subset(model, X_test, y_test, n_top: int = 50, n_random: int = 5
     n = design.n
     if n <= n_top + n_random:
         return np.arange(n)
-    losses = model._loss.value(y, loss._z(model, model.theta_))
+    losses = model.objective_.loss.value(y, loss._z(model, model.theta_))
     order = np.argsort(-losses, kind="stable")
     top = order[:n_top]
     rest = np.setdiff1d(np.arange(n), top)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._design import ChunkedDesign, Design
+from .base import Design, is_dask_array as is_dask
+from .chunked import ChunkedDesign
+from .memory import InMemoryDesign
 
-
-def is_dask(x) -> bool:
-    """True for a dask array (checked by type name: dask is not imported here)."""
-    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "chunks")
+__all__ = ["DaskDesign"]
 
 
 def _local(blk, intercept):
@@ -23,7 +22,7 @@ def _local(blk, intercept):
     float64 copy of a sub-block never outlives its product), sparse ones kept as CSR."""
     if hasattr(blk, "toarray"):
         import scipy.sparse as sp
-        return Design.from_X(sp.csr_matrix(blk, dtype=np.float64), intercept)
+        return InMemoryDesign.from_X(sp.csr_matrix(blk, dtype=np.float64), intercept)
     return ChunkedDesign(blk if isinstance(blk, np.memmap) else np.asarray(blk), intercept)
 
 
@@ -86,6 +85,10 @@ class DaskDesign(Design):
 
     A = None
     sparse = False
+    #: per-sample vectors are dask arrays, kept on the workers
+    local = False
+    #: every evaluation is a round trip to the scheduler: batch what can go together
+    round_trips = True
 
     def __init__(self, X, fit_intercept: bool):
         if len(X.chunks[1]) > 1:
@@ -117,15 +120,24 @@ class DaskDesign(Design):
         """``v[idx]`` as a numpy array (a few entries brought to the client)."""
         return np.asarray(v[np.asarray(idx)].compute()) if is_dask(v) else np.asarray(v[idx])
 
+    def unique(self, v) -> np.ndarray:
+        """Distinct values, found chunk by chunk on the workers."""
+        if not is_dask(v):
+            return np.unique(np.asarray(v))
+        return np.unique(v.map_blocks(np.unique).compute())
+
+    def zeroed(self, v, idx):
+        """``v`` with entries ``idx`` set to 0, kept on the workers."""
+        mask = np.ones(self.n)
+        mask[idx] = 0.0
+        return self.keep(self.vector(v) * self.vector(mask))
+
     # ------------------------------------------------------------ products
     def _blocks_delayed(self):
         # X never changes: its optimised per-chunk graph is built once
         if not hasattr(self, "_delayed"):
             self._delayed = list(self.X.to_delayed().ravel())
         return self._delayed
-
-    #: every evaluation is a round trip to the scheduler: batch what can go together
-    round_trips = True
 
     def _reduce(self, fn, *vectors, compute=True):
         """Sum over row chunks of ``fn(chunk, *vector chunks, intercept)``, computed (or
@@ -189,9 +201,6 @@ class DaskDesign(Design):
         out = np.empty((idx.size, self.p))
         out[order] = _cast(rows, self.fit_intercept)
         return out
-
-    def take(self, idx):
-        return Design(self.dense_rows(idx))
 
     def blocks(self):
         """Row chunks brought to the client one at a time (for rare whole-X loops)."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as la
 
-from ._newton import cho_solve, cholesky, cholesky_inplace
-from .exceptions import SingularHessianError  # noqa: F401  (re-raised by cholesky)
+from .._linalg import cho_solve, cholesky, cholesky_inplace
+from ..exceptions import SingularHessianError
 
 
 class PrimalFactor:
@@ -32,6 +32,8 @@ class PrimalFactor:
     """
 
     kind = "primal"
+    #: offers half solves L^{-1} B (a Woodbury update then needs one triangular solve)
+    half_solves = True
 
     def __init__(self, design, w, lam, pen, H=None):
         self.design, self.w, self.lam, self.pen = design, w, float(lam), pen
@@ -114,6 +116,8 @@ class _EigenShifts:
 class _EigenShift:
     """``B_c = R R^T`` for one shift (see :class:`_EigenShifts`)."""
 
+    half_solves = True
+
     def __init__(self, eig, c):
         self.eig = eig
         D = eig.ev - c
@@ -160,6 +164,8 @@ class _Refined:
     "per_sample" that is at most ``1 / n``, so a few solves reach full precision. When it
     converges too slowly an explicit factor is built instead.
     """
+
+    half_solves = False
 
     def __init__(self, base, c):
         self.base, self.c, self.w = base, float(c), base.w
@@ -208,6 +214,7 @@ class DualFactor:
     """``H`` through the (n, n) kernel ``K = lam I + U U^T`` (see module docstring)."""
 
     kind = "dual"
+    half_solves = False
 
     def __init__(self, design, w, lam, pen, G=None):
         if lam <= 0:

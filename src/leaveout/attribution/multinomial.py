@@ -1,6 +1,6 @@
 r"""IF, RIF, NS and retrain for the multinomial family: per-sample Hessians of rank C-1.
 
-With the class-major parameters ``theta = vec(B)`` of :mod:`leaveout.model` (``m = C-1``
+With the class-major parameters ``theta = vec(B)`` of :mod:`leaveout.glm.model` (``m = C-1``
 blocks of length p) and ``E_i = I_m \otimes x_i`` (the (m p, m) matrix that places x_i in
 every block), the per-sample pieces in sum form are
 
@@ -34,70 +34,54 @@ Cholesky factor only (``p^2 n m^3 / 3`` flops in all). No inverse of H is formed
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import scipy.linalg as la
 
-from ._factor import PrimalFactor
-from .attribution import Attribution
-from ._validation import show
-from .exceptions import LeverageError
+from .._validation import show
+from ..exceptions import LeverageError
+from .curvature import Curvature
+from .estimators import GLMEstimators
+from .factors import PrimalFactor
+
+__all__ = ["BlockEstimators"]
 
 # bytes of triangular-solve results held at once while computing leverage blocks
 _BLOCK_BYTES = 1 << 27
 
 
-class MultinomialAttribution(Attribution):
-    """:class:`~leaveout.Attribution` for a multinomial :class:`~leaveout.GLM`.
+class BlockEstimators(GLMEstimators):
+    """:class:`~leaveout.attribution.estimators.GLMEstimators` for the multinomial family:
+    per-sample Hessians of rank C-1, leverage blocks instead of leverages.
 
-    Created by ``Attribution(model)``; the same methods, with these differences:
-
-    * parameter changes (``delta``, rows of ``influence``) are in the class-major ``theta``
-      of :mod:`leaveout.model`; ``model.unpack(delta)`` gives them as (coef, intercept);
-    * :attr:`leverage` is the trace of each sample's (C-1) x (C-1) leverage block
-      (:attr:`leverage_blocks`), in [0, C-1);
-    * only the primal (Cholesky) form exists, and :meth:`retrain_many` refits one set at
-      a time.
+    Parameter changes are in the class-major ``theta`` of :mod:`leaveout.glm.model`; only
+    the primal (Cholesky) form exists.
     """
 
-    _eigen_shifts = False
+    eigen_shifts, direct_ratio = False, 2
 
-    def __init__(self, model, form: str = "auto"):
+    def _pieces(self, obj, form):
         if form not in ("auto", "primal"):
             raise ValueError(f"form={form!r} is not available for the multinomial family; use 'auto' or 'primal'")
-        d, u = self._attach(model)
-        self._m = model._n_blocks()
-        loss, y, s = model._loss, model._y, model._s
-        self._s = s
-        self._r = s[:, None] * loss.derivative(y, u)               # (n, m)
-        self._K = s[:, None, None] * loss.curvature(y, u)          # (n, m, m)
-        ev, vec = np.linalg.eigh(self._K)
+        self._m = obj.n_blocks
+        loss, y, s, u = obj.loss, obj.y, self.s, self.z
+        self.r = s[:, None] * loss.derivative(y, u)               # (n, m)
+        self.K = s[:, None, None] * loss.curvature(y, u)          # (n, m, m)
+        ev, vec = np.linalg.eigh(self.K)
         self._R = vec * np.sqrt(np.clip(ev, 0.0, None))[:, None, :]  # K_i = R_i R_i^T
-        self._per_sample = model.penalty == "per_sample" and model.l2 > 0
-        P = self.theta.size
-        self._b = model.l2 * model._pen * self.theta if self._per_sample else np.zeros(P)
-        self._c = model.l2 * s if self._per_sample else np.zeros(d.n)
-        H = model._objective().hessian_at(u)
-        self._factor = PrimalFactor(None, None, model._lam, model._pen, H=H)
-        self._shifted = {}
-        self._ns_shift = {}
-        self._ns_shift_keep = 1
-        self._eig_shifts = None
-        self._ns_cache = None
-        self._blocks = {}      # c -> leverage blocks S_i of every sample under H - c M
-        self._lock = threading.Lock()
+        factor = PrimalFactor(None, None, obj.lam, obj.pen, H=obj.hessian_at(u))
+        self.curvature = Curvature(factor, self.b, self.eigen_shifts, self.direct_ratio)
+        self.blocks = {}      # c -> leverage blocks S_i of every sample under H - c M
 
     # ------------------------------------------------------------ E_i products
     @property
     def _p(self):
-        return self._design.p
+        return self.design.p
 
-    def _spread(self, rows, coef):
+    def spread(self, rows, coef):
         """``E_i coef_i`` for each row (coef of shape (k, m)): shape (k, m p)."""
         return (coef[:, :, None] * rows[:, None, :]).reshape(rows.shape[0], -1)
 
-    def _spread_sum(self, rows, coef):
+    def spread_sum(self, rows, coef):
         """``sum_i E_i coef_i``: shape (m p,)."""
         return (coef.T @ rows).ravel()
 
@@ -106,7 +90,7 @@ class MultinomialAttribution(Attribution):
         return rows @ v.reshape(self._m, self._p).T
 
     def _gather_all(self, v):
-        return self.model._linear(self._design, v)
+        return self.objective.linear(self.design, v)
 
     # ------------------------------------------------------------ leverage blocks
     def _all_blocks(self, factor):
@@ -117,7 +101,7 @@ class MultinomialAttribution(Attribution):
         out = np.empty((n, m, m))
         for start in range(0, n, step):
             stop = min(n, start + step)
-            rows = self._design.dense_rows(np.arange(start, stop))
+            rows = self.design.dense_rows(np.arange(start, stop))
             V = []
             for a in range(m):
                 # block a of E_i e_a is x_i, zero above: only L's trailing part is needed
@@ -135,25 +119,25 @@ class MultinomialAttribution(Attribution):
 
     def _blocks_for(self, c: float):
         """Leverage blocks of every sample under ``H - c M`` (cached per c)."""
-        with self._lock:
-            hit = self._blocks.get(c)
+        with self.curvature.lock:
+            hit = self.blocks.get(c)
         if hit is None:
-            factor = self._factor if c == 0.0 else self._factor.shifted(c)
+            factor = self.curvature.factor if c == 0.0 else self.curvature.factor.shifted(c)
             hit = self._all_blocks(factor)
             del factor
-            with self._lock:
-                self._blocks[c] = hit
+            with self.curvature.lock:
+                self.blocks[c] = hit
         return hit
 
     def _blocks_of(self, idx, c: float):
         """Leverage blocks under ``H - c M`` for samples ``idx``; a few samples are solved
         directly, many trigger the all-sample computation."""
-        with self._lock:
-            hit = self._blocks.get(c)
+        with self.curvature.lock:
+            hit = self.blocks.get(c)
         if hit is not None or idx.size > 64:
             return self._blocks_for(c)[idx]
-        solver = self._shift(c)[0]
-        rows = self._design.dense_rows(idx)
+        solver = self.curvature.shift(c)[0]
+        rows = self.design.dense_rows(idx)
         k, m, p = idx.size, self._m, self._p
         E = np.zeros((k, m, m * p))
         for a in range(m):
@@ -184,20 +168,20 @@ class MultinomialAttribution(Attribution):
     def rif_leverage(self) -> np.ndarray:
         """Trace of the leverage block that enters RIF (the removed sample's penalty share
         taken out of H under "per_sample"); equal to :attr:`leverage` under "fixed"."""
-        if not self._per_sample:
+        if not self.per_sample:
             return self.leverage
         out = np.empty(self.n_samples)
-        for cv, sub in self._groups(np.arange(self.n_samples)):
+        for cv, sub in self.groups(np.arange(self.n_samples)):
             out[sub] = np.einsum("kaa->k", self._lambda(sub, self._blocks_for(cv)[sub]))
         return out
 
     # ------------------------------------------------------------ RIF
-    def _rif_coef(self, idx) -> np.ndarray:
+    def rif_coef(self, idx) -> np.ndarray:
         """``alpha_i`` (module docstring) for sorted ``idx``, shape (len(idx), m)."""
         idx = np.asarray(idx)
         alpha = np.empty((idx.size, self._m))
         eye = np.eye(self._m)
-        for cv, sub in self._groups(idx):
+        for cv, sub in self.groups(idx):
             pos = np.searchsorted(idx, sub)
             S = self._blocks_of(sub, cv)
             lam = self._lambda(sub, S)
@@ -207,35 +191,35 @@ class MultinomialAttribution(Attribution):
                 raise LeverageError(
                     f"sample {int(sub[bad[0]])} has a leverage eigenvalue >= 1 ({top[bad[0]]:.15g}): "
                     "removing it alone leaves a singular Hessian, so its RIF is infinite; add an L2 penalty")
-            v = self._r[sub].copy()
-            if self._per_sample:
-                t = self._shift(cv)[1]
-                Et = self._gather(self._design.dense_rows(sub), t)
-                v += self._s[sub, None] * np.einsum("kab,kb->ka", self._K[sub], Et)
+            v = self.r[sub].copy()
+            if self.per_sample:
+                t = self.curvature.shift(cv)[1]
+                Et = self._gather(self.design.dense_rows(sub), t)
+                v += self.s[sub, None] * np.einsum("kab,kb->ka", self.K[sub], Et)
             R = self._R[sub]
             w = np.linalg.solve(eye - lam, np.einsum("kba,kb->ka", R, np.einsum("kab,kb->ka", S, v))[..., None])
             alpha[pos] = v + np.einsum("kab,kb->ka", R, w[..., 0])
         return alpha
 
     # ------------------------------------------------------------ per-sample estimators
-    def _if_scores(self, phi):
-        q = self._solve(phi)
-        return np.einsum("na,na->n", self._r, self._gather_all(q)) + self._s * float(self._b @ q)
+    def if_scores(self, phi):
+        q = self.curvature.solve(phi)
+        return np.einsum("na,na->n", self.r, self._gather_all(q)) + self.s * float(self.b @ q)
 
-    def _rif_scores(self, phi):
+    def rif_scores(self, phi):
         """One solve and one pass over X after the leverage blocks."""
         idx = np.arange(self.n_samples)
-        alpha = self._rif_coef(idx)
+        alpha = self.rif_coef(idx)
         out = np.empty(self.n_samples)
-        for cv, sub in self._groups(idx):
-            Fc, t = self._shift(cv)
+        for cv, sub in self.groups(idx):
+            Fc, t = self.curvature.shift(cv)
             q = Fc.solve(phi)
             Eq = self._gather_all(q)[sub] if sub.size == self.n_samples else \
-                self._gather(self._design.dense_rows(sub), q)
-            out[sub] = np.einsum("na,na->n", alpha[sub], Eq) + self._s[sub] * float(phi @ t)
+                self._gather(self.design.dense_rows(sub), q)
+            out[sub] = np.einsum("na,na->n", alpha[sub], Eq) + self.s[sub] * float(phi @ t)
         return out
 
-    def _hess_quad(self, D):
+    def hess_quad(self, D):
         """``d^T H d`` for each row d of ``D`` (k, n_params), without forming H."""
         D2 = np.atleast_2d(D)
         m, p = self._m, self._p
@@ -244,37 +228,27 @@ class MultinomialAttribution(Attribution):
         for lo in range(0, D2.shape[0], step):
             Dc = D2[lo:lo + step]
             k = Dc.shape[0]
-            Z = self._design.matvec(Dc.reshape(k * m, p).T).reshape(-1, k, m)   # (n, k, m)
-            quad = np.einsum("nka,nab,nkb->k", Z, self._K, Z, optimize=True)
-            out[lo:lo + k] = quad + self.model._lam * np.einsum("kj,kj->k", Dc * self.model._pen, Dc)
+            Z = self.design.matvec(Dc.reshape(k * m, p).T).reshape(-1, k, m)   # (n, k, m)
+            quad = np.einsum("nka,nab,nkb->k", Z, self.K, Z, optimize=True)
+            out[lo:lo + k] = quad + self.objective.lam * np.einsum("kj,kj->k", Dc * self.objective.pen, Dc)
         return out if np.ndim(D) > 1 else float(out[0])
 
     # ------------------------------------------------------------ group estimators
-    # the |T|(C-1) capacitance block at half of H's size or more: factor H_{-T} itself
-    _direct_ratio = 2
-
-    def _removed_factor(self, T):
+    def removed_factor(self, T):
         """Columns ``E_i R_i[:, j]`` for i in T: ``U U^T`` = the data part of sum_T H_i."""
-        rows = self._design.dense_rows(T)
+        rows = self.design.dense_rows(T)
         k, m, P = T.size, self._m, self.theta.size
         U = (self._R[T].transpose(0, 2, 1)[:, :, :, None] * rows[:, None, None, :]).reshape(k * m, P).T
         return np.ascontiguousarray(U)
 
-    def _check_classes_left(self, s):
-        m = self.model
-        if m.fit_intercept or m.l2 == 0:
-            left = np.bincount(m._y[s > 0], minlength=len(m.classes_))
+    def check_weights_left(self, s):
+        obj = self.objective
+        if obj.pen[-1] == 0 or obj.l2 == 0:      # an intercept, or no penalty
+            left = np.bincount(obj.y[s > 0], minlength=self._m + 1)
             if np.any(left == 0):
-                gone = m.classes_[np.flatnonzero(left == 0)[0]]
-                raise ValueError(f"T removes every sample of class {show(gone)}; the refit is undefined "
-                                 "(that class's logit goes to -infinity)")
+                raise ValueError(f"T removes every sample of class {show(self.classes[np.flatnonzero(left == 0)[0]])}; "
+                                 "the refit is undefined (that class's logit goes to -infinity)")
 
-    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
-        """Exact refits for several removal sets, one after the other (see :meth:`retrain`)."""
-        return [self.retrain(T, tol=tol, max_iter=max_iter) for T in Ts]
-
-    def effects_of(self, deltas: dict, metrics: dict, XD=None) -> dict:
-        """Removal and linear effects of several parameter changes on several metrics."""
-        return {name: {k: (self.effect_of(d, metric, "removal"), self.effect_of(d, metric, "linear"))
-                       for k, d in deltas.items()}
-                for name, metric in metrics.items()}
+    def self_loss_effects(self, deltas, XD=None):
+        """Removal and linear (``d^T H d / 2``) effects on the training objective."""
+        return [(self.objective.difference(self.theta, self.theta + d), 0.5 * self.hess_quad(d)) for d in deltas]

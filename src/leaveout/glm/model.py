@@ -38,15 +38,14 @@ import warnings
 
 import numpy as np
 
-from . import _validation as v
-from ._design import Design
-from ._newton import Objective, SoftmaxObjective, newton_solve
-from .exceptions import ConvergenceWarning, SingularHessianError
+from .. import _validation as v
+from ..design import Design, as_design
+from ..exceptions import ConvergenceWarning
 from .losses import SoftmaxLoss, get_loss
+from .objective import PENALTIES, make_objective
+from .solver import newton_solve
 
 __all__ = ["GLM"]
-
-PENALTIES = ("fixed", "per_sample")
 
 
 class GLM:
@@ -85,6 +84,9 @@ class GLM:
     n_iter_ : int
     grad_norm_ : float
         Final relative gradient max-norm, as defined for ``tol``.
+    objective_ : Objective
+        The training objective that was minimised (design, loss, coded labels, sample
+        weights, penalty in sum form, offsets); :meth:`objective` is its value.
     """
 
     def __init__(self, family: str = "logistic", l2: float = 1.0, penalty: str = "fixed",
@@ -97,17 +99,18 @@ class GLM:
         self.max_iter = max_iter
 
     # ------------------------------------------------------------------ fitting
-    def _check_params(self):
+    def _loss_for(self, n_classes=None):
+        """Validate the settings; return the loss (multinomial: for ``n_classes``)."""
         loss = get_loss(self.family)
-        if loss is SoftmaxLoss and hasattr(self, "classes_"):
-            loss = SoftmaxLoss(len(self.classes_))
-        self._loss = loss
+        if loss is SoftmaxLoss:
+            loss = SoftmaxLoss(n_classes if n_classes is not None else len(self.classes_))
         self.l2 = v.check_l2(self.l2)
         v.check_choice(self.penalty, "penalty", PENALTIES)
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
         if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        return loss
 
     def fit(self, X, y, sample_weight=None, init=None, offset=None, classes=None) -> "GLM":
         """Fit to ``X`` (n_samples, n_features), dense or scipy.sparse, and ``y``.
@@ -115,6 +118,8 @@ class GLM:
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
+            Also a ``numpy.memmap`` or ``.npy`` path (streamed from disk) or a
+            ``dask.array`` (computed where its chunks live).
         y : array-like of shape (n_samples,)
             Logistic: two distinct values (0/1, bool, or any two labels, mapped in sorted
             order). Multinomial: any labels. Squared / Poisson: real / non-negative values.
@@ -130,65 +135,68 @@ class GLM:
             Multinomial only: the classes in the order of ``predict_proba``'s columns
             (default: the sorted distinct labels); each must occur in ``y``.
         """
-        self.__dict__.pop("classes_", None)
-        self._check_params()
+        for attr in ("classes_", "objective_", "theta_"):
+            self.__dict__.pop(attr, None)
+        get_loss(self.family)
         X = v.check_X(X, "X")
         multi = self.family == "multinomial"
         if classes is not None and not multi:
             raise ValueError("classes is for the multinomial family only")
         if multi:
-            y01, classes = self._loss.check_target(y, X.shape[0], "y", classes)
+            y01, classes = SoftmaxLoss.check_target(y, X.shape[0], "y", classes)
             if offset is not None:
                 raise ValueError("offset is not supported for the multinomial family")
         else:
-            y01, classes = self._loss.check_target(y, X.shape[0], "y")
+            y01, classes = get_loss(self.family).check_target(y, X.shape[0], "y")
+        loss = self._loss_for(None if classes is None else len(classes))
         s = v.check_sample_weight(sample_weight, X.shape[0])
+        off = None if offset is None else v.check_offset(offset, X.shape[0], "offset")
+        design = as_design(X, self.fit_intercept)
+        if multi and not design.local:
+            raise ValueError("the multinomial family needs X in memory or on disk, not a dask array")
+        # where per-sample vectors live elsewhere (a cluster), send them there once
+        y01, s = design.keep(design.vector(y01)), design.keep(design.vector(s))
+        off = None if off is None else design.keep(design.vector(off))
         if classes is not None:
             self.classes_ = classes
         self.n_features_in_ = X.shape[1]
-        design = Design.from_X(X, self.fit_intercept)
-        off = None if offset is None else v.check_offset(offset, X.shape[0], "offset")
-        if design.A is None and type(design).__name__ == "DaskDesign":
-            if multi:
-                raise ValueError("the multinomial family needs X in memory or on disk, not a dask array")
-            # held on the workers once, so that no graph carries them again
-            y01, s = design.keep(design.vector(y01)), design.keep(design.vector(s))
-            off = None if off is None else design.keep(design.vector(off))
-        return self._fit_design(design, y01, s, init, offset=off)
+        objective = make_objective(design, loss, y01, s, self.l2, self.penalty, self.fit_intercept, off)
+        return self.fit_objective(objective.check(), init=init)
 
-    def _setup(self, design: Design, y01, s, scale=None, offset=None):
-        """Attach training rows and derived constants (penalty mask, lambda in sum form, scale)."""
-        self._check_params()
-        self._design, self._y, self._s = design, y01, s
-        self._offset = design.zeros() if offset is None else offset
-        pen = np.ones(design.p)
-        if self.fit_intercept:
-            pen[-1] = 0.0
-        self._pen = np.tile(pen, self._n_blocks())
-        lam = self.l2 * (float(s.sum()) if self.penalty == "per_sample" else 1.0)
-        self._lam = lam
-        n_eff = int(np.count_nonzero(s))
-        if lam == 0 and design.p > n_eff:
-            raise SingularHessianError(
-                f"with l2=0 and {design.p} parameters for {n_eff} samples the Hessian is singular; "
-                "add an L2 penalty (l2 > 0, or --l2 on the command line)")
-        self.__dict__.pop("_col_l1", None)
-        if scale is None:
-            col = self._column_l1()
-            if not np.all(np.isfinite(col)):     # a dask X is checked here, in this pass
-                raise ValueError("X contains NaN or infinity; remove or impute those entries")
-            scale = self._gradient_scale(float(np.max(col)), y01, s)
-        if scale == 0:
-            raise ValueError("X is all zeros (with zero sample weights elsewhere); nothing to fit")
-        self._scale = scale
+    def fit_objective(self, objective, init=None, precond=None) -> "GLM":
+        """Minimise a prepared :class:`~leaveout.glm.objective.Objective` to the certified
+        tolerance: the one path of :meth:`fit` and of every refit.
 
-    def _finish(self, theta, converged, n_iter, grad_norm, n_hessians=0, n_hessvec=0):
-        self._set_theta(theta)
-        self.converged_ = bool(converged)
-        self.n_iter_ = int(n_iter)
-        self.grad_norm_ = float(grad_norm)
-        self.n_hessians_ = int(n_hessians)    # Hessians formed and factored
-        self.n_hessvec_ = int(n_hessvec)      # Hessian-vector products (conjugate gradients)
+        Parameters
+        ----------
+        objective : Objective
+            This model's training objective, or the same with other sample weights
+            (``model.objective_.without(T)`` removes the rows T).
+        init : ndarray of shape (n_params,), optional
+            Warm start (default: zeros).
+        precond : callable, optional
+            ``r -> approx H^{-1} r`` for a Hessian close to the one at the optimum.
+        """
+        n_params = objective.pen.size
+        if init is None:
+            theta0 = np.zeros(n_params)
+        else:
+            theta0 = np.asarray(init, dtype=np.float64).ravel()
+            if theta0.shape != (n_params,) or not np.all(np.isfinite(theta0)):
+                raise ValueError(f"init must be a finite vector of length {n_params}")
+        result = newton_solve(objective, theta0, self.tol, self.max_iter, precond=precond)
+        return self.set_solution(objective, result)
+
+    def set_solution(self, objective, result) -> "GLM":
+        """Attach a solved objective and the solver's result (as :meth:`fit_objective` does);
+        warns with a ConvergenceWarning when the result is not converged."""
+        self.objective_ = objective
+        self._set_theta(result.theta)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.grad_norm_ = float(result.grad_norm)
+        self.n_hessians_ = int(result.n_hessians)    # Hessians formed and factored
+        self.n_hessvec_ = int(result.n_hessvec)      # Hessian-vector products (conjugate gradients)
         if not self.converged_:
             warnings.warn(
                 f"GLM fit stopped after {self.n_iter_} iterations with relative gradient "
@@ -196,62 +204,17 @@ class GLM:
                 ConvergenceWarning, stacklevel=3)
         return self
 
-    def _fit_design(self, design: Design, y01, s, init=None, precond=None, scale=None, offset=None) -> "GLM":
-        """Fit on a prepared design; used by ``fit`` and by exact retraining."""
-        self._setup(design, y01, s, scale, offset)
-        n_params = self._pen.size
-        if init is None:
-            theta0 = np.zeros(n_params)
-        else:
-            theta0 = np.asarray(init, dtype=np.float64).ravel()
-            if theta0.shape != (n_params,) or not np.all(np.isfinite(theta0)):
-                raise ValueError(f"init must be a finite vector of length {n_params}")
-        res = newton_solve(self._objective(), theta0, self._scale, self.tol, self.max_iter,
-                           check_separable=(self._lam == 0 and self.family in ("logistic", "multinomial")),
-                           precond=precond)
-        return self._finish(res.theta, res.converged, res.n_iter, res.grad_norm, res.n_hessians, res.n_hessvec)
-
-    def _gradient_scale(self, col_l1_max: float, y, s) -> float:
-        """The denominator of the relative gradient (see ``tol``)."""
-        if self._loss.bounded_derivative:
-            return col_l1_max
-        # |l'| is not bounded by 1: measure the gradient against the spread of y too
-        spread = float(s @ np.abs(y - (s @ y) / s.sum()) / s.sum())
-        return col_l1_max * (spread if spread > 0 else 1.0)
-
-    def _column_l1(self) -> np.ndarray:
-        """``sum_i s_i |x_ij|`` per column (the gradient scale), cached."""
-        if "_col_l1" not in self.__dict__:
-            self._col_l1 = self._design.column_l1(self._s)
-        return self._col_l1
-
-    def _n_blocks(self) -> int:
-        """Number of parameter blocks of length p: C-1 for multinomial, else 1."""
-        return self._loss.n_classes - 1 if self.family == "multinomial" else 1
-
-    def _objective(self):
-        if self.family == "multinomial":
-            return SoftmaxObjective(self._design, self._y, self._s, self._loss, self._lam, self._pen)
-        return Objective(self._design, self._y, self._s, self._loss, self._lam, self._pen, self._offset)
-
-    def _linear(self, design, theta) -> np.ndarray:
-        """Linear predictors of ``design``'s rows without offset: ``A theta``, or for
-        multinomial the (n, C-1) coordinates ``A B^T`` of the logits."""
-        if self.family == "multinomial":
-            return design.matvec(np.asarray(theta).reshape(self._n_blocks(), design.p).T)
-        return design.matvec(theta)
-
-    def _linear_t(self, design, R) -> np.ndarray:
-        """The adjoint of :meth:`_linear`: the gradient in theta of ``sum(R * linear)``."""
-        if self.family == "multinomial":
-            return design.rmatvec(R).T.ravel()
-        return design.rmatvec(R)
-
-    def _z(self, theta) -> np.ndarray:
-        """Training linear predictors ``A theta + offset`` (multinomial: (n, C-1))."""
-        if self.family == "multinomial":
-            return self._linear(self._design, theta)
-        return self._design.matvec(theta) + self._offset
+    def refitted(self, objective, init=None, precond=None, tol=None, max_iter=None, result=None) -> "GLM":
+        """A new GLM with this model's settings and classes, fitted to ``objective`` (this
+        model's training objective with other weights), or given its solved ``result``."""
+        refit = GLM(family=self.family, l2=self.l2, penalty=self.penalty, fit_intercept=self.fit_intercept,
+                    tol=self.tol if tol is None else tol, max_iter=self.max_iter if max_iter is None else max_iter)
+        if hasattr(self, "classes_"):
+            refit.classes_ = self.classes_
+        refit.n_features_in_ = self.n_features_in_
+        if result is not None:
+            return refit.set_solution(objective, result)
+        return refit.fit_objective(objective, init=init, precond=precond)
 
     def unpack(self, theta=None):
         """``(coef, intercept)`` of a parameter vector (default: the fit).
@@ -260,10 +223,11 @@ class GLM:
         both summing to zero over the classes. Other families: ``coef`` (n_features,) and a
         float ``intercept``. Useful to read a change ``att.delta(T)`` in the usual layout.
         """
-        self._check_fitted()
+        self.check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
         if self.family == "multinomial":
-            W = theta.reshape(self._n_blocks(), -1).T @ self._loss.Q.T     # (p, C)
+            obj = self.objective_
+            W = theta.reshape(obj.n_blocks, -1).T @ obj.loss.Q.T     # (p, C)
             if self.fit_intercept:
                 return W[:-1].T.copy(), W[-1].copy()
             return W.T.copy(), np.zeros(W.shape[1])
@@ -273,35 +237,31 @@ class GLM:
 
     def _set_theta(self, theta):
         self.theta_ = np.asarray(theta, dtype=np.float64)
-        if self.family == "multinomial":
-            self.coef_, self.intercept_ = self.unpack(self.theta_)
-        elif self.fit_intercept:
-            self.coef_, self.intercept_ = self.theta_[:-1].copy(), float(self.theta_[-1])
-        else:
-            self.coef_, self.intercept_ = self.theta_.copy(), 0.0
+        self.coef_, self.intercept_ = self.unpack(self.theta_)
 
     # ------------------------------------------------------------- prediction
-    def _check_fitted(self):
+    def check_fitted(self):
+        """Raise a ValueError unless the model is fitted."""
         if not hasattr(self, "theta_"):
             raise ValueError("this GLM is not fitted yet; call fit(X, y) first")
 
-    def _design_for(self, X, name: str = "X") -> Design:
+    def design_for(self, X, name: str = "X") -> Design:
         """Validated design of new rows, with this model's intercept convention."""
-        self._check_fitted()
+        self.check_fitted()
         X = v.check_X(X, name)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"{name} has {X.shape[1]} features but the model was fitted with {self.n_features_in_}")
-        return Design.from_X(X, self.fit_intercept)
+        return as_design(X, self.fit_intercept)
 
     def decision_function(self, X, offset=None) -> np.ndarray:
         """Linear predictor ``x^T coef + intercept (+ offset)`` for each row; for the
         multinomial family the sum-to-zero logits, shape (n_samples, n_classes)."""
-        design = self._design_for(X)
+        design = self.design_for(X)
         if self.family == "multinomial":
             if offset is not None:
                 raise ValueError("offset is not supported for the multinomial family")
-            return self._loss.logits(self._linear(design, self.theta_))
+            return self.objective_.loss.logits(self.objective_.linear(design, self.theta_))
         z = design.matvec(self.theta_)
         return z if offset is None else z + v.check_offset(offset, design.n, "offset")
 
@@ -309,13 +269,13 @@ class GLM:
         """Logistic: probability of ``classes_[1]``, shape (n_samples,). Multinomial: the
         probability of each class in ``classes_``, shape (n_samples, n_classes)."""
         if self.family == "multinomial":
-            design = self._design_for(X)
+            design = self.design_for(X)
             if offset is not None:
                 raise ValueError("offset is not supported for the multinomial family")
-            return self._loss.mean(self._linear(design, self.theta_))
+            return self.objective_.loss.mean(self.objective_.linear(design, self.theta_))
         if self.family != "logistic":
             raise ValueError(f"predict_proba is for the logistic and multinomial families; use predict for {self.family!r}")
-        return self._loss.mean(self.decision_function(X, offset))
+        return self.objective_.loss.mean(self.decision_function(X, offset))
 
     def predict(self, X, offset=None) -> np.ndarray:
         """Predicted class (logistic, multinomial) or mean response (squared: x^T theta;
@@ -324,31 +284,31 @@ class GLM:
             return self.classes_[(self.decision_function(X, offset) > 0).astype(int)]
         if self.family == "multinomial":
             return self.classes_[np.argmax(self.decision_function(X, offset), axis=1)]
-        return self._loss.mean(self.decision_function(X, offset))
+        return self.objective_.loss.mean(self.decision_function(X, offset))
 
     # ---------------------------------------------------- objective in sum form
     def objective(self, theta=None) -> float:
         """Training objective in sum form at ``theta`` (default: the fit)."""
-        self._check_fitted()
+        self.check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().value_at(theta, self._z(theta))
+        return self.objective_.value(theta)
 
     def gradient(self, theta=None) -> np.ndarray:
         """Gradient of the sum-form objective, shape (n_params,)."""
-        self._check_fitted()
+        self.check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().gradient_at(theta, self._z(theta))
+        return self.objective_.gradient(theta)
 
     def hessian(self, theta=None) -> np.ndarray:
         """Hessian of the sum-form objective, shape (n_params, n_params)."""
-        self._check_fitted()
+        self.check_fitted()
         theta = self.theta_ if theta is None else np.asarray(theta, dtype=np.float64)
-        return self._objective().hessian_at(self._z(theta))
+        return self.objective_.hessian(theta)
 
     @property
     def n_samples_(self) -> int:
-        self._check_fitted()
-        return self._design.n
+        self.check_fitted()
+        return self.objective_.design.n
 
     def __repr__(self):
         return (f"GLM(family={self.family!r}, l2={self.l2!r}, penalty={self.penalty!r}, "

@@ -130,15 +130,24 @@ def figure3(poison_rows, out):
     return name
 
 
-def make_figures(out, figures, datasets):
-    """Draw the requested figures from ``out/results.csv`` and ``out/poisoning.csv``.
+def make_figures(out, figures, datasets, rows, poison_rows=()):
+    """Draw the requested figures into ``out`` from a results table.
+
+    Parameters
+    ----------
+    out : str
+        Folder for the PNG and PDF files.
+    figures : sequence of int
+    datasets : sequence of str
+        Dataset names in run order ("name[...]" for the figure-2 variants).
+    rows : list of dict
+        Rows of ``results.csv`` (columns of ``RESULT_COLUMNS``).
+    poison_rows : list of dict
+        Rows of ``poisoning.csv``.
 
     Returns a list of ``(title, png_file_name)``.
     """
-    from .experiment import METRIC_NAMES, POISON_COLUMNS, RESULT_COLUMNS, ResultStore
-    rows = [r for r in ResultStore(os.path.join(out, "results.csv"), RESULT_COLUMNS,
-                                   ("dataset", "strategy", "k"), len(METRIC_NAMES)).load()
-            if r["retrain_converged"]]
+    rows = [r for r in rows if r["retrain_converged"]]
     main = [d for d in datasets if "[" not in d and any(r["dataset"] == d for r in rows)]
     made = []
     if 1 in figures and main:
@@ -147,9 +156,8 @@ def make_figures(out, figures, datasets):
     if 2 in figures and any("[" in r["dataset"] for r in rows):
         made.append(("Figure 2: self-loss as n/d and the penalty vary", figure2(rows, out)))
     if 3 in figures:
-        prow = ResultStore(os.path.join(out, "poisoning.csv"), POISON_COLUMNS, ("dataset", "test_index"), 1).load()
-        if prow:
-            made.append(("Figure 3: data poisoning", figure3(prow, out)))
+        if poison_rows:
+            made.append(("Figure 3: data poisoning", figure3(list(poison_rows), out)))
     if 4 in figures and main:
         made.append(("Figure 4: predicted vs actual linear effect",
                      scatter_grid(rows, main, out, "figure4", linear=True)))

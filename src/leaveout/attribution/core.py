@@ -1,0 +1,324 @@
+"""The :class:`Attribution` façade: one object over the three engines of this package.
+
+* :mod:`~leaveout.attribution.curvature` factors the Hessian once and builds the shifted
+  and downdated systems (with :mod:`~leaveout.attribution.factors`);
+* :mod:`~leaveout.attribution.estimators` holds the per-sample pieces and the IF / RIF / NS
+  formulas (:mod:`~leaveout.attribution.multinomial` the rank C-1 version);
+* :mod:`~leaveout.attribution.refit` runs certified retrains, alone or in lockstep.
+
+The façade validates arguments, picks the engine for the model's family, and evaluates
+metrics on the parameter changes the engines return.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import _validation as v
+from ..exceptions import ConvergenceError, ConvergenceWarning
+from ..metrics import Metric, SelfLoss
+from .estimators import GLMEstimators
+from .multinomial import BlockEstimators
+from .refit import RefitEngine
+from .sketch import SketchedLeverage, sketch_leverage
+
+__all__ = ["Attribution", "MultinomialAttribution", "SketchedLeverage"]
+
+METHODS = ("if", "rif", "ns", "retrain")
+KINDS = ("removal", "linear")
+
+
+class Attribution:
+    """Predict and measure the effect of removing training samples from a fitted GLM.
+
+    The Hessian of the training objective at the fit is factored once (Cholesky) on
+    construction; leverages, per-sample influences and metric scores are derived from it.
+
+    Parameters
+    ----------
+    model : GLM
+        A fitted model (it keeps a reference to its training rows).
+    form : {"auto", "primal", "dual"}, default="auto"
+        ``"primal"`` factors the (p, p) Hessian; ``"dual"`` the (n, n) kernel
+        ``lam I + W^{1/2} X X^T W^{1/2}`` (exact too, cheaper when p > n); ``"auto"`` picks
+        the dual form when there are more parameters than samples.
+
+    Attributes
+    ----------
+    model : GLM
+    theta : ndarray of shape (n_params,)
+        Fitted parameters, intercept last.
+    hessian : ndarray of shape (n_params, n_params)
+        Hessian of the sum-form objective at ``theta`` (a fresh copy on each access).
+    """
+
+    _estimators = GLMEstimators
+
+    def __new__(cls, model=None, form: str = "auto"):
+        if cls is Attribution and getattr(model, "family", None) == "multinomial":
+            return super().__new__(MultinomialAttribution)
+        return super().__new__(cls)
+
+    def __init__(self, model, form: str = "auto"):
+        model.check_fitted()
+        if not model.converged_:
+            warnings.warn("the model did not converge; attributions are taken around an inexact optimum",
+                          ConvergenceWarning, stacklevel=2)
+        self.model = model
+        self.theta = model.theta_
+        self.estimators = self._estimators(model, form)
+        self.refits = RefitEngine(model, self.estimators)
+
+    # ------------------------------------------------------------ the fit's pieces
+    @property
+    def design(self):
+        """The training design (:mod:`leaveout.design`)."""
+        return self.estimators.design
+
+    @property
+    def curvature(self):
+        """The curvature engine (:class:`~leaveout.attribution.curvature.Curvature`)."""
+        return self.estimators.curvature
+
+    @property
+    def hessian(self) -> np.ndarray:
+        return self.curvature.hessian
+
+    @property
+    def form(self) -> str:
+        """Which factorisation is in use: "primal" (p x p) or "dual" (n x n)."""
+        return self.curvature.form
+
+    @property
+    def n_samples(self) -> int:
+        return self.design.n
+
+    @property
+    def leverage(self) -> np.ndarray:
+        """Leverages ``h_i = w_i x_i^T H^{-1} x_i`` of shape (n_samples,), in [0, 1)."""
+        return self.estimators.leverage
+
+    @property
+    def rif_leverage(self) -> np.ndarray:
+        """Leverages that enter RIF, ``a_i = w_i x_i^T (H - c_i M)^{-1} x_i``, shape (n_samples,).
+
+        Equal to :attr:`leverage` under the "fixed" penalty; under "per_sample" the removed
+        sample's penalty share is taken out of the Hessian first.
+        """
+        return self.estimators.rif_leverage
+
+    def leverage_sketch(self, eps: float = 0.1, delta: float = 0.01, seed=None) -> SketchedLeverage:
+        """Leverages estimated by a random projection, with a stated error bound; see
+        :func:`~leaveout.attribution.sketch.sketch_leverage`."""
+        return sketch_leverage(self.estimators, eps, delta, seed)
+
+    def prepare(self, threads: int = 1) -> "Attribution":
+        """Compute now what ``threads`` concurrent workers share (RIF leverages, the bases of
+        Newton steps), so that no worker builds them mid-batch."""
+        self.estimators.prepare(threads)
+        return self
+
+    # ------------------------------------------------------------ per-sample estimates
+    def _in_memory(self, what):
+        if not self.design.local:
+            raise ValueError(f"{what} builds an (n_samples, n_params) array in memory, which a dask X "
+                             "does not allow; use scores(metric) for per-sample numbers")
+
+    def influence(self) -> np.ndarray:
+        """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        self._in_memory("influence()")
+        return self.estimators.influence()
+
+    def rescaled_influence(self) -> np.ndarray:
+        """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+        self._in_memory("rescaled_influence()")
+        return self.estimators.rescaled_influence()
+
+    def scores(self, metric: Metric, method: str = "rif") -> np.ndarray:
+        """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,).
+
+        ``<grad f(theta), Delta theta_i>`` with ``Delta theta_i`` from IF or RIF; for a metric
+        whose gradient vanishes at the fit (:class:`~leaveout.metrics.SelfLoss`) the
+        quadratic term ``Delta theta_i^T H Delta theta_i / 2``. Costs one solve and one pass
+        over X after the factorisation (plus the leverages for RIF).
+        """
+        v.check_choice(method, "method", ("if", "rif"))
+        est = self.estimators
+        if metric.quadratic:
+            rows = self.influence() if method == "if" else self.rescaled_influence()
+            return 0.5 * est.hess_quad(rows)
+        phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
+        return est.if_scores(phi) if method == "if" else est.rif_scores(phi)
+
+    # ------------------------------------------------------------ removal sets
+    def _check_T(self, T):
+        return v.check_indices(T, self.n_samples, "T")
+
+    def delta(self, T, method: str = "rif") -> np.ndarray:
+        """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
+
+        Parameters
+        ----------
+        T : array-like of int or boolean mask
+            Training rows to remove.
+        method : {"if", "rif", "ns", "retrain"}
+        """
+        v.check_choice(method, "method", METHODS)
+        T = self._check_T(T)
+        if method == "if":
+            return self.estimators.if_delta(T)
+        if method == "rif":
+            return self.estimators.rif_delta(T)
+        if method == "ns":
+            return self.estimators.ns_delta(T)
+        return _certified(self.retrain(T), T).theta_ - self.theta
+
+    def newton_system(self, T, cache: bool = True):
+        """``(G, system)`` for removing ``T``: ``G = sum_{i in T} g_i`` and
+        ``system.apply(Y) = H_{-T}^{-1} Y``, so ``system.apply(G)`` is the Newton step. Hand
+        the pairs to :meth:`retrain_many` to reuse them as preconditioners."""
+        return self.estimators.ns_system(self._check_T(T), cache=cache)
+
+    def retrain(self, T, tol=None, max_iter=None, init=None):
+        """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
+
+        The removed rows get sample weight 0 (the same objective as dropping them, without
+        copying X); the Newton systems are preconditioned by the leave-T-out Hessian at the
+        full-data fit (Woodbury on the factor already computed), so a retrain costs a few
+        passes over X and no new factorisation unless that preconditioner goes stale.
+
+        Returns a fitted :class:`~leaveout.GLM` (same settings) whose training rows are this
+        model's, with weight 0 on ``T``. Check its ``converged_``: an unconverged refit emits
+        a ConvergenceWarning, and :meth:`delta` / :meth:`effect` refuse to use it.
+        """
+        return self.refits.retrain(self._check_T(T), tol=tol, max_iter=max_iter, init=init)
+
+    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
+        """Exact refits for several removal sets at once; same results as :meth:`retrain`.
+
+        The refits run in lockstep: every pass over X serves all of them (matrix-matrix
+        instead of matrix-vector products), each preconditioned by its own leave-T-out
+        Hessian at the full fit. A refit that does not converge this way is finished alone,
+        where the solver may factor a fresh Hessian. A dask X, and the multinomial family,
+        refit one set at a time.
+
+        Parameters
+        ----------
+        Ts : sequence of array-like of int
+            Removal sets.
+        systems : list, optional
+            :meth:`newton_system` of each set, when the caller already has them.
+
+        Returns
+        -------
+        list of GLM
+        """
+        Ts = [self._check_T(T) for T in Ts]
+        return self.refits.retrain_many(Ts, tol=tol, max_iter=max_iter, systems=systems)
+
+    # ------------------------------------------------------------ effects on metrics
+    def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
+        """Effect on ``metric`` of removing ``T``, as predicted by ``method`` (or measured).
+
+        ``kind="removal"``: ``f(theta + Delta theta) - f(theta)``; ``kind="linear"``:
+        ``<grad f(theta), Delta theta>`` (``Delta theta^T H Delta theta / 2`` for SelfLoss).
+        Positive means f goes up when T is removed.
+        """
+        v.check_choice(kind, "kind", KINDS)
+        return self.effect_of(self.delta(T, method), metric, kind)
+
+    def effect_of(self, dtheta, metric: Metric, kind: str = "removal") -> float:
+        """Effect on ``metric`` of moving the parameters by ``dtheta``."""
+        v.check_choice(kind, "kind", KINDS)
+        if kind == "removal":
+            return float(metric.difference(self.model, self.theta, self.theta + dtheta))
+        if metric.quadratic:
+            return float(0.5 * self.estimators.hess_quad(dtheta))
+        return float(metric.gradient(self.model, self.theta) @ dtheta)
+
+    def effects_of(self, deltas: dict, metrics: dict, XD=None) -> dict:
+        """Removal and linear effects of several parameter changes on several metrics.
+
+        Equivalent to calling :meth:`effect_of` for every pair, but the training-objective
+        metric (SelfLoss) is evaluated for all changes with one pass over X.
+
+        ``XD``, optional: ``X @ column_stack(deltas.values())`` when the caller has it.
+
+        Returns ``{metric name: {delta name: (removal, linear)}}``.
+        """
+        names = list(deltas)
+        out = {}
+        for mname, metric in metrics.items():
+            if isinstance(metric, SelfLoss) and type(metric).value is SelfLoss.value and names:
+                pairs = self.estimators.self_loss_effects([deltas[k] for k in names], XD)
+                out[mname] = dict(zip(names, pairs))
+            else:
+                out[mname] = {k: (self.effect_of(deltas[k], metric, "removal"),
+                                  self.effect_of(deltas[k], metric, "linear")) for k in names}
+        return out
+
+    def compare(self, T, metrics, methods=("if", "rif", "ns")) -> dict:
+        """Every estimate next to the exact retrain for one removal set.
+
+        Parameters
+        ----------
+        T : array-like of int
+            Rows to remove.
+        metrics : dict of str to Metric
+            Named metrics.
+        methods : sequence of str
+            Estimators to compare (subset of "if", "rif", "ns").
+
+        Returns
+        -------
+        dict
+            ``{"n_removed", "retrain": {"converged", "grad_norm", "n_iter"},
+            "removal": {name: {"actual", method...}}, "linear": {name: {method...}}}``.
+            Raises ConvergenceError if the retrain did not converge.
+        """
+        T = self._check_T(T)
+        for m in methods:
+            v.check_choice(m, "methods", ("if", "rif", "ns"))
+        refit = _certified(self.retrain(T), T)
+        deltas = {"actual": refit.theta_ - self.theta}
+        deltas.update({m: self.delta(T, m) for m in methods})
+        eff = self.effects_of(deltas, metrics)
+        out = {"n_removed": int(T.size),
+               "retrain": {"converged": True, "grad_norm": refit.grad_norm_, "n_iter": refit.n_iter_},
+               "removal": {}, "linear": {}}
+        for name in metrics:
+            out["removal"][name] = {k: eff[name][k][0] for k in deltas}
+            out["linear"][name] = {m: eff[name][m][1] for m in methods}
+        return out
+
+
+class MultinomialAttribution(Attribution):
+    """:class:`Attribution` for a multinomial :class:`~leaveout.GLM` (made by
+    ``Attribution(model)``); the same methods, with these differences:
+
+    * parameter changes (``delta``, rows of ``influence``) are in the class-major ``theta``
+      of :mod:`leaveout.glm.model`; ``model.unpack(delta)`` gives them as (coef, intercept);
+    * :attr:`leverage` is the trace of each sample's (C-1) x (C-1) leverage block
+      (:attr:`leverage_blocks`), in [0, C-1);
+    * only the primal (Cholesky) form exists, and :meth:`retrain_many` refits one set at
+      a time.
+    """
+
+    _estimators = BlockEstimators
+
+    @property
+    def leverage_blocks(self) -> np.ndarray:
+        """``Lambda_i = R_i^T E_i^T H^{-1} E_i R_i`` (``K_i = R_i R_i^T``), shape
+        (n_samples, C-1, C-1): the multinomial leverage. Its eigenvalues lie in [0, 1)."""
+        return self.estimators.leverage_blocks
+
+
+def _certified(refit, T):
+    """The refit, or a ConvergenceError: an unconverged retrain is not a ground truth."""
+    if not refit.converged_:
+        raise ConvergenceError(
+            f"the retrain without {T.size} samples did not converge (relative gradient "
+            f"{refit.grad_norm_:.2e}); it is not a ground truth")
+    return refit

@@ -1,0 +1,226 @@
+r"""The curvature engine: the Hessian at the fit, factored once, and every system built on it.
+
+With ``H`` the sum-form Hessian at the fit and ``M = P^T P`` the penalty mask, the
+estimators need solves with
+
+* ``H`` itself (IF, scores): the factor of :mod:`~leaveout.attribution.factors`;
+* ``H - c M`` for each penalty share ``c = lam s_i`` under "per_sample" (RIF takes the
+  removed sample's share out), with ``t_c = (H - c M)^{-1} b``;
+* ``H_{-T} = H - C_T M - U U^T`` for a removal set (NS, and the preconditioner of its
+  retrain): Woodbury on the factor of ``B = H - C_T M``, or a factor of ``H_{-T}`` itself
+  once the |T| block is as large as H.
+
+Factors of shifted matrices are cached (one eigendecomposition serves every shift in the
+primal form); the caches are shared by worker threads behind one lock.
+
+References
+----------
+Woodbury: ``(B - U U^T)^{-1} = B^{-1} + B^{-1} U (I - U^T B^{-1} U)^{-1} U^T B^{-1}``; with
+``B = L L^T`` and ``V = L^{-1} U`` it is ``L^{-T} (I + V (I - V^T V)^{-1} V^T) L^{-1}``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import scipy.linalg as la
+
+from .._linalg import cho_solve, cholesky
+from ..exceptions import SingularHessianError
+
+__all__ = ["Curvature", "apply_many"]
+
+
+class _DirectSystem:
+    """``H_{-T}^{-1}`` from its own Cholesky factor (used when |T| is as large as H)."""
+
+    base = None
+    half = False
+
+    def __init__(self, L):
+        self.L = L
+
+    def compact(self):
+        pass
+
+    def apply(self, Y):
+        return cho_solve(self.L, Y)
+
+
+class _WoodburySystem:
+    """``(B - U U^T)^{-1}`` from a factor of ``B`` and the |T| x |T| capacitance matrix."""
+
+    def __init__(self, base, U):
+        self.base = base
+        self.half = base.half_solves
+        self.U = None if self.half else U         # only the non-half form needs U again
+        k = U.shape[1]
+        if self.half:
+            self.V = base.half(U)                 # L^{-1} U
+            K = np.eye(k) - self.V.T @ self.V
+        else:
+            self.V = base.solve(U)                # B^{-1} U
+            K = np.eye(k) - U.T @ self.V
+        try:
+            self.Lk = la.cholesky((K + K.T) / 2, lower=True, check_finite=False)
+        except la.LinAlgError:
+            raise SingularHessianError(
+                "removing T leaves a singular Hessian (the remaining samples do not determine "
+                "the parameters); add an L2 penalty") from None
+
+    def correct_half(self, Yh):
+        """``(I + V K^{-1} V^T) Yh`` in the half-solved space."""
+        if self.V.dtype == np.float32:   # compacted: a preconditioner only
+            y32 = Yh.astype(np.float32)
+            z = la.cho_solve((self.Lk, True), (self.V.T @ y32).astype(np.float64), check_finite=False)
+            return Yh + self.V @ z.astype(np.float32)
+        return Yh + self.V @ la.cho_solve((self.Lk, True), self.V.T @ Yh, check_finite=False)
+
+    def compact(self):
+        """Keep ``V`` in float32 from now on: half the memory, for use as a preconditioner
+        only (``apply`` is then exact to about 1e-7 relative, not to rounding)."""
+        if self.half:
+            self.V = self.V.astype(np.float32)
+
+    def apply(self, Y):
+        if self.half:
+            return self.base.half_t(self.correct_half(self.base.half(Y)))
+        x = self.base.solve(Y)
+        return x + self.V @ la.cho_solve((self.Lk, True), self.U.T @ x, check_finite=False)
+
+
+def apply_many(systems, R):
+    """Column j of the result is ``systems[j].apply(R[:, j])``; columns whose systems share a
+    half-solving base go through its triangular solves together."""
+    out = np.empty_like(R)
+    groups = {}
+    for j, sysj in enumerate(systems):
+        groups.setdefault(id(sysj.base) if sysj.half else None, []).append(j)
+    for key, cols in groups.items():
+        if key is None:
+            for j in cols:
+                out[:, j] = systems[j].apply(R[:, j])
+            continue
+        base = systems[cols[0]].base
+        Yh = base.half(R[:, cols])
+        for c, j in enumerate(cols):
+            Yh[:, c] = systems[j].correct_half(Yh[:, c])
+        out[:, cols] = base.half_t(Yh)
+    return out
+
+
+class Curvature:
+    """The factored Hessian at the fit and the shifted and downdated systems built on it.
+
+    Parameters
+    ----------
+    factor : PrimalFactor or DualFactor
+        The factor of ``H`` (see :func:`~leaveout.attribution.factors.make_factor`).
+    b : ndarray of shape (n_params,)
+        The per-unit-weight penalty gradient ``lam P theta`` under "per_sample" (zeros
+        otherwise): ``t_c = (H - c M)^{-1} b``.
+    eigen_shifts : bool
+        Whether the Newton-step bases ``H - C M`` come from one eigendecomposition (primal
+        form only) rather than one factor per distinct C.
+    direct_ratio : int
+        Factor ``H_{-T}`` directly once ``direct_ratio * rank(U) >= n_params``.
+    """
+
+    def __init__(self, factor, b, eigen_shifts: bool = True, direct_ratio: int = 1):
+        self.factor = factor
+        self.b = b
+        self.pen = factor.pen
+        self.eigen_shifts = eigen_shifts and factor.kind == "primal"
+        self.direct_ratio = direct_ratio
+        self.keep_bases = 1       # Newton-step bases kept (one per worker thread)
+        self._shifted = {}        # c -> (solver of H - c M, t_c)
+        self._bases = {}          # C -> factor of H - C M
+        self._eig = None          # primal form: eigendecomposition for every shift
+        self._last = None         # (key, system) of the last removal set
+        self.lock = threading.Lock()
+
+    def __getstate__(self):
+        # picklable (e.g. sent to dask workers): the lock is per process
+        state = self.__dict__.copy()
+        state.pop("lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+    @property
+    def form(self) -> str:
+        """"primal" (p x p Cholesky) or "dual" (n x n kernel)."""
+        return self.factor.kind
+
+    @property
+    def hessian(self) -> np.ndarray:
+        return self.factor.matrix()
+
+    def solve(self, B):
+        """``H^{-1} B``."""
+        return self.factor.solve(B)
+
+    def shift(self, c: float):
+        """``(solver of H - c M, (H - c M)^{-1} b)`` for one sample's penalty share ``c``.
+
+        In the primal form the solver refines on the full factor (no second p x p factor is
+        kept); the leverages of all samples use a transient explicit factor.
+        """
+        if c == 0.0:
+            return self.factor, np.zeros_like(self.b)
+        with self.lock:
+            hit = self._shifted.get(c)
+        if hit is None:
+            Fc = self.factor.refined(c)
+            hit = (Fc, Fc.solve(self.b))
+            with self.lock:
+                self._shifted[c] = hit
+        return hit
+
+    def base(self, C: float):
+        """Factor of ``B = H - C M`` (``C`` = the penalty share of a removal set)."""
+        if C == 0.0:
+            return self.factor
+        if self.eigen_shifts:
+            with self.lock:
+                if self._eig is None:
+                    self._eig = self.factor.shifts()
+            return self._eig.factor(C)
+        with self.lock:
+            hit = self._bases.get(C)
+            if hit is not None:
+                return hit
+            # drop the oldest entries first (a factor still in use stays alive with its user)
+            while len(self._bases) >= self.keep_bases:
+                self._bases.pop(next(iter(self._bases)))
+            factor = self.factor.shifted(C)    # under the lock: threads share one factor per C
+            self._bases[C] = factor
+        return factor
+
+    def prepare_bases(self, C_min: float):
+        """Build the shared eigendecomposition for Newton steps now (primal form)."""
+        if self.eigen_shifts:
+            self.base(C_min or 1e-300)
+
+    def downdate(self, U, C: float):
+        """A system with ``apply(Y) = (H - C M - U U^T)^{-1} Y``."""
+        if self.direct_ratio * U.shape[1] >= U.shape[0] and self.form == "primal":
+            Hm = self.hessian - U @ U.T
+            Hm[np.diag_indices_from(Hm)] -= C * self.pen
+            return _DirectSystem(cholesky(Hm, "leave-T-out Hessian"))
+        return _WoodburySystem(self.base(C), U)
+
+    def remembered(self, key: bytes, build):
+        """The last system built for ``key``, or ``build()`` (then remembered): a retrain
+        right after ``delta(T, "ns")`` reuses the Newton step's system as preconditioner."""
+        with self.lock:
+            hit = self._last
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out = build()
+        with self.lock:
+            self._last = (key, out)
+        return out

@@ -1,0 +1,304 @@
+r"""IF, RIF and NS for a single-response GLM: every formula in one place.
+
+Everything is in the sum form of the objective (:mod:`leaveout.glm.objective`). With the
+per-sample gradient and Hessian at the fit
+
+.. math::
+
+    g_i = r_i x_i + s_i b, \qquad H_i = w_i x_i x_i^\top + c_i M,
+
+where :math:`r_i = s_i \ell'_i`, :math:`w_i = s_i \ell''_i`, :math:`M = P^\top P` and, under the
+"per_sample" penalty, :math:`b = \lambda P\hat\theta`, :math:`c_i = \lambda s_i` (both zero under
+"fixed"), the estimators of :math:`\Delta\theta_T = \hat\theta_{-T} - \hat\theta` are
+
+* IF  (:meth:`GLMEstimators.if_delta`):  :math:`\sum_{i\in T} H^{-1} g_i`
+* RIF (:meth:`GLMEstimators.rif_delta`): :math:`\sum_{i\in T} H_{-i}^{-1} g_i`, :math:`H_{-i} = H - H_i`
+* NS  (:meth:`GLMEstimators.ns_delta`):  :math:`H_{-T}^{-1}\sum_{i\in T} g_i`, :math:`H_{-T} = H - \sum_{i\in T} H_i`
+
+For RIF, Sherman-Morrison on :math:`H'_i = H - c_i M` gives
+:math:`\mathrm{RIF}_i = \alpha_i H'^{-1}_i x_i + s_i t_i` with :math:`t_i = H'^{-1}_i b`,
+:math:`a_i = w_i x_i^\top H'^{-1}_i x_i` and
+:math:`\alpha_i = (r_i + s_i w_i x_i^\top t_i) / (1 - a_i)` (:meth:`GLMEstimators.rif_coef`);
+under "fixed" this is :math:`\mathrm{IF}_i / (1 - h_i)` with the leverage
+:math:`h_i = w_i x_i^\top H^{-1} x_i`. NS uses Woodbury on the |T| x |T| block
+(:mod:`~leaveout.attribution.curvature`).
+
+The multinomial family (:mod:`~leaveout.attribution.multinomial`) supplies rank C-1 blocks
+through the same seams: :meth:`spread`, :meth:`spread_sum`, :meth:`rif_coef`,
+:meth:`removed_factor`, the score and quadratic-form methods.
+
+References
+----------
+Rescaled influence functions, section 1.1 and appendix C (``shared/paper``); Pregibon
+(1981) for the one-step leave-one-out of logistic regression; Koh, Ang, Teo and Liang (2019)
+for the group Newton step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..exceptions import LeverageError
+from .curvature import Curvature
+from .factors import make_factor
+
+__all__ = ["GLMEstimators"]
+
+#: RIF leverages above this are treated as 1 (removing the sample leaves H singular)
+_LEVERAGE_ONE = 1.0 - 1e-12
+
+
+class GLMEstimators:
+    """Per-sample pieces of a fitted single-response GLM and the IF / RIF / NS formulas.
+
+    Parameters
+    ----------
+    model : GLM
+        A fitted model; its ``objective_`` supplies the design, loss, weights and penalty.
+    form : {"auto", "primal", "dual"}
+        Factorisation of H (see :class:`~leaveout.Attribution`).
+    """
+
+    #: Newton-step bases from one shared eigendecomposition; H_{-T} factored directly once
+    #: the Woodbury block reaches ``1 / direct_ratio`` of H's size
+    eigen_shifts, direct_ratio = True, 1
+
+    def __init__(self, model, form: str = "auto"):
+        obj = model.objective_
+        self.objective, self.design, self.theta = obj, obj.design, model.theta_
+        self.classes = getattr(model, "classes_", None)
+        d = self.design
+        self.z = obj.keep(obj.z(self.theta))
+        self.s = obj.s
+        self.per_sample = obj.penalty == "per_sample" and obj.l2 > 0
+        self.b = obj.l2 * obj.pen * self.theta if self.per_sample else np.zeros(self.theta.size)
+        self.c = obj.l2 * obj.s if self.per_sample else d.zeros()     # penalty shares c_i
+        self._pieces(obj, form)
+
+    def _pieces(self, obj, form):
+        """``r_i``, ``w_i`` and the curvature engine (the multinomial class has its own)."""
+        d = self.design
+        self.r = d.keep(self.s * obj.loss.derivative(obj.y, self.z))     # g_i = r_i x_i + s_i b
+        self.w = d.keep(self.s * obj.loss.curvature(obj.y, self.z))      # H_i = w_i x_i x_i^T + c_i M
+        self.curvature = Curvature(make_factor(d, self.w, obj.lam, obj.pen, form), self.b,
+                                   self.eigen_shifts, self.direct_ratio)
+
+    @property
+    def n_samples(self) -> int:
+        return self.design.n
+
+    # ------------------------------------------------------------ penalty shares
+    def groups(self, idx):
+        """Split sorted sample indices by their penalty share ``c_i`` (one group under "fixed")."""
+        c = self.design.gather(self.c, idx)
+        for cv in np.unique(c):
+            yield float(cv), idx[c == cv]
+
+    def shares(self):
+        """The distinct penalty shares ``c_i`` (``[0.0]`` under "fixed")."""
+        if not self.per_sample:
+            return [0.0]
+        if not hasattr(self, "_share_values"):
+            self._share_values = [float(x) for x in self.design.unique(self.c)]
+        return self._share_values
+
+    def by_share(self, part):
+        """Combine per-share full-length vectors ``part(c)``: entry i from ``part(c_i)``."""
+        shares = self.shares()
+        out = part(shares[0])
+        for cv in shares[1:]:
+            out = np.where(self.c == cv, part(cv), out)
+        return out
+
+    def prepare(self, threads: int = 1):
+        """Compute what concurrent workers share: the RIF leverages and the Newton-step bases."""
+        self.rif_leverage  # noqa: B018
+        self.curvature.keep_bases = threads + 1
+        if self.per_sample:
+            self.curvature.prepare_bases(float(np.min(self.c)))
+
+    # ------------------------------------------------------------ row products (seams)
+    def spread(self, rows, coef):
+        """The data part of each row's gradient direction, ``coef_i x_i``: shape (k, p)."""
+        return coef[:, None] * rows
+
+    def spread_sum(self, rows, coef):
+        """``sum_i coef_i x_i`` (the sum of :meth:`spread`'s rows, without forming them)."""
+        return rows.T @ coef
+
+    def rows_dot(self, idx, q):
+        """``x_i^T q`` for i in ``idx`` (one pass over X when idx is every row)."""
+        if idx.size == self.n_samples:
+            return self.design.matvec(q)
+        return self.design.dense_rows(idx) @ q
+
+    def hess_quad(self, D):
+        """``d^T H d`` for each row d of ``D`` (k, p), without forming H."""
+        D2 = np.atleast_2d(D)
+        XD = self.design.matvec(D2.T)
+        obj = self.objective
+        out = self.w @ (XD * XD) + obj.lam * np.einsum("ij,ij->i", D2 * obj.pen, D2)
+        return out if np.ndim(D) > 1 else float(out[0])
+
+    # ------------------------------------------------------------ leverages
+    @property
+    def leverage(self) -> np.ndarray:
+        """``h_i = w_i x_i^T H^{-1} x_i``, cached."""
+        if not hasattr(self, "_leverage"):
+            self._leverage = self.design.keep(self.curvature.factor.leverage())
+        return self._leverage
+
+    @property
+    def rif_leverage(self) -> np.ndarray:
+        """``a_i = w_i x_i^T (H - c_i M)^{-1} x_i`` (the leverage under "fixed"), cached."""
+        if not self.per_sample:
+            return self.leverage
+        if not hasattr(self, "_rif_lev"):
+            self._rif_lev = self.design.keep(self.by_share(lambda cv: self.curvature.shift(cv)[0].leverage()))
+        return self._rif_lev
+
+    def rif_leverage_of(self, idx) -> np.ndarray:
+        """``a_i`` for sample indices ``idx`` (a few directly, many from all samples')."""
+        cached = "_rif_lev" in self.__dict__ or (not self.per_sample and "_leverage" in self.__dict__)
+        if idx.size == self.n_samples or cached or idx.size > 64:
+            return self.design.gather(self.rif_leverage, idx)
+        a = np.empty(idx.size)
+        for cv, sub in self.groups(idx):
+            a[np.searchsorted(idx, sub)] = self.curvature.shift(cv)[0].leverage(sub)
+        return a
+
+    @staticmethod
+    def check_leverage(a, idx=None):
+        """Raise LeverageError naming the first sample whose leverage is >= 1."""
+        bad = a >= _LEVERAGE_ONE
+        if bool(bad.any()):
+            j = int(np.argmax(bad))
+            i = j if idx is None else int(idx[j])
+            raise LeverageError(
+                f"sample {i} has leverage h >= 1 (h = {float(a[j]):.15g}): removing it alone leaves "
+                "a singular Hessian, so its RIF is infinite; add an L2 penalty")
+
+    # ------------------------------------------------------------ RIF coefficients
+    def rif_coef(self, idx) -> np.ndarray:
+        """``alpha_i = (r_i + s_i w_i x_i^T t_i) / (1 - a_i)`` for sorted indices ``idx``."""
+        idx = np.asarray(idx)
+        a = self.rif_leverage_of(idx)
+        self.check_leverage(np.asarray(a), idx)
+        d = self.design
+        num = d.gather(self.r, idx).copy()
+        if self.per_sample:
+            for cv, sub in self.groups(idx):
+                pos = np.searchsorted(idx, sub)
+                sw = d.gather(self.s, sub) * d.gather(self.w, sub)
+                num[pos] += sw * self.rows_dot(sub, self.curvature.shift(cv)[1])
+        return num / (1.0 - a)
+
+    # ------------------------------------------------------------ group estimators
+    def group_gradient(self, T):
+        """``sum_{i in T} g_i``."""
+        d = self.design
+        return self.spread_sum(d.dense_rows(T), d.gather(self.r, T)) + d.gather(self.s, T).sum() * self.b
+
+    def removed_factor(self, T):
+        """``U`` with ``U U^T`` = the data part of ``sum_{i in T} H_i``: columns sqrt(w_i) x_i."""
+        return (self.design.dense_rows(T) * np.sqrt(self.design.gather(self.w, T))[:, None]).T
+
+    def if_delta(self, T):
+        """IF: ``H^{-1} sum_{i in T} g_i``."""
+        return self.curvature.solve(self.group_gradient(T))
+
+    def rif_delta(self, T):
+        """RIF: ``sum_{i in T} (alpha_i H'^{-1}_i x_i + s_i t_i)``."""
+        alpha = self.rif_coef(T)
+        out = np.zeros(self.theta.size)
+        for cv, sub in self.groups(T):
+            Fc, t = self.curvature.shift(cv)
+            rows = self.design.dense_rows(sub)
+            out += Fc.solve(self.spread_sum(rows, alpha[np.searchsorted(T, sub)]))
+            out += self.design.gather(self.s, sub).sum() * t
+        return out
+
+    def ns_system(self, T, cache: bool = True):
+        """``(G, system)``: ``G = sum_{i in T} g_i`` and ``system.apply(Y) = H_{-T}^{-1} Y``
+        (Woodbury on the factor of ``H - C_T M``); the last one is remembered."""
+        def build():
+            C = float(self.design.gather(self.c, T).sum())
+            return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C)
+        return self.curvature.remembered(T.tobytes(), build) if cache else build()
+
+    def ns_delta(self, T):
+        """NS: ``H_{-T}^{-1} sum_{i in T} g_i``."""
+        G, system = self.ns_system(T)
+        return system.apply(G)
+
+    # ------------------------------------------------------------ per-sample rows and scores
+    def _row_chunks(self, idx):
+        step = max(1, (1 << 20) // self.theta.size)
+        for lo in range(0, idx.size, step):
+            yield idx[lo:lo + step]
+
+    def influence(self) -> np.ndarray:
+        """IF rows, shape (n_samples, n_params)."""
+        out = np.empty((self.n_samples, self.theta.size))
+        Hb = self.curvature.solve(self.b)
+        for part in self._row_chunks(np.arange(self.n_samples)):
+            G = self.spread(self.design.dense_rows(part), self.r[part])
+            out[part] = self.curvature.solve(G.T).T + self.s[part, None] * Hb
+        return out
+
+    def rescaled_influence(self) -> np.ndarray:
+        """RIF rows, shape (n_samples, n_params)."""
+        idx = np.arange(self.n_samples)
+        alpha = self.rif_coef(idx)
+        out = np.empty((self.n_samples, self.theta.size))
+        for cv, sub in self.groups(idx):
+            Fc, t = self.curvature.shift(cv)
+            for part in self._row_chunks(sub):
+                G = self.spread(self.design.dense_rows(part), alpha[part])
+                out[part] = Fc.solve(G.T).T + self.s[part, None] * t
+        return out
+
+    def if_scores(self, phi):
+        """``<phi, IF_i>`` for every sample: one solve and one pass over X."""
+        q = self.curvature.solve(phi)
+        return self.r * self.design.matvec(q) + self.s * float(self.b @ q)
+
+    def rif_scores(self, phi):
+        """``<phi, RIF_i>`` for every sample: one solve and one pass over X per share."""
+        a = self.rif_leverage
+        self.check_leverage(a)
+
+        def part(cv):
+            Fc, t = self.curvature.shift(cv)
+            q = Fc.solve(phi)
+            if not self.per_sample:
+                return self.r / (1.0 - a) * self.design.matvec(q)
+            XQ = self.design.matvec(np.column_stack([q, t]))      # one pass for both
+            num = self.r + self.s * self.w * XQ[:, 1]
+            return num / (1.0 - a) * XQ[:, 0] + self.s * float(phi @ t)
+
+        return self.by_share(part)
+
+    # ------------------------------------------------------------ refits
+    def check_weights_left(self, s):
+        """Refuse a refit whose remaining rows cannot determine the model."""
+        if self.objective.loss.classifier:
+            y, kept = self.objective.y, s > 0
+            if not (bool((kept & (y == 1)).any()) and bool((kept & (y == 0)).any())):
+                raise ValueError("T removes every sample of one class; the refit is undefined")
+
+    def self_loss_effects(self, deltas, XD=None):
+        """Removal and linear effects of parameter changes on the training objective, from
+        ``XD = X @ column_stack(deltas)`` (one pass over X for all of them)."""
+        obj = self.objective
+        if XD is None:
+            XD = self.design.matvec(np.column_stack(deltas))
+        lv = obj.loss.value
+        base = lv(obj.y, self.z)
+        out = []
+        for j, d in enumerate(deltas):
+            data = float(obj.s @ (lv(obj.y, self.z + XD[:, j]) - base))
+            pen = 0.5 * obj.lam * float((obj.pen * d) @ (2 * self.theta + d))
+            lin = 0.5 * (float(self.w @ XD[:, j] ** 2) + obj.lam * float((obj.pen * d) @ d))
+            out.append((data + pen, lin))
+        return out

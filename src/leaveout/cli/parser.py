@@ -1,0 +1,115 @@
+"""The ``leaveout`` argument parser and the parsing of list arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def parse_index_list(text: str, arg: str) -> np.ndarray:
+    """Parse ``"1,2,3"`` or ``"@file"`` (one index per line) into an int array."""
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                items = [line.strip() for line in fh if line.strip()]
+        except OSError as exc:
+            raise UserError(f"{arg}: cannot read {path!r}: {exc.strerror}") from None
+    else:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{arg}: no indices given")
+    try:
+        return np.array([int(t) for t in items], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in items if not t.lstrip("-").isdigit())
+        raise UserError(f"{arg}: {bad!r} is not an integer row index") from None
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+def _add_model_args(p):
+    p.add_argument("data", metavar="DATA", help=".npz file with X_train, y_train, X_test, y_test")
+    p.add_argument("--test-index", metavar="LIST",
+                   help="test rows for the metrics: comma-separated 0-based indices or @file "
+                        "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
+    p.add_argument("--family", choices=["logistic", "squared", "poisson", "multinomial"], default="logistic",
+                   help="loss and link (default logistic; squared and poisson take real / count labels; "
+                        "multinomial: softmax over any number of classes)")
+    p.add_argument("--classes", metavar="LIST",
+                   help="multinomial: the classes, comma-separated, in the order of the model's columns "
+                        "(default: the sorted labels of y_train); each must occur in y_train")
+    p.add_argument("--label", metavar="CLASS",
+                   help="multinomial: the class whose predicted probability test-pred sums "
+                        "(default: the last class)")
+    p.add_argument("--l2", type=float, default=1.0, metavar="L", help="L2 penalty strength (default 1.0)")
+    p.add_argument("--penalty", choices=["fixed", "per_sample"], default="fixed",
+                   help="fixed: sum of losses + (L/2)|theta|^2; per_sample: mean loss + (L/2)|theta|^2")
+    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+    parser = _Parser(prog="leaveout", description="Predict and measure the effect of removing training samples.")
+    parser.add_argument("--version", action="version", version=f"leaveout {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("scores", help="per-sample leverage and IF/RIF scores for one metric")
+    _add_model_args(p)
+    p.add_argument("--metric", required=True, choices=["test-pred", "test-loss"])
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV (index,leverage,if,rif)")
+
+    p = sub.add_parser("effect", help="IF/RIF/NS predictions and the exact retrain for one removal set")
+    _add_model_args(p)
+    p.add_argument("--remove", required=True, metavar="LIST", help="rows to remove: indices or @file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("reproduce", help="the paper's experiments: IF/RIF/NS against certified retrains, "
+                                         "with figures, summary and report")
+    p.add_argument("datasets", nargs="*", metavar="DATASET",
+                   help="bundle name, name in --data-dir, or .npz path (default: digits_rff, bundled)")
+    p.add_argument("--out", default="leaveout-results", metavar="DIR", help="output folder (default ./leaveout-results)")
+    p.add_argument("--figure", type=int, action="append", metavar="N",
+                   help="figure to produce, 1-4; repeatable (default: all)")
+    p.add_argument("--sizes", type=int, default=40, metavar="N", help="removal-set sizes per strategy (default 40)")
+    p.add_argument("--l2", type=float, default=None, metavar="L",
+                   help="penalty strength (default: the paper's per dataset: 1e-5; fashion_dogfish 2.2e-2; spam_bow 1e-3)")
+    p.add_argument("--penalty", choices=["fixed", "per_sample"], default="per_sample",
+                   help="penalty convention (default per_sample, as in the paper)")
+    p.add_argument("--strategy", action="append", metavar="NAME",
+                   help="removal strategy; repeatable (default: the paper's seven)")
+    p.add_argument("--jobs", type=int, default=_cores(), metavar="J",
+                   help=f"worker threads for the retrains (default: the number of cores, {_cores()} here)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dask", choices=["local"], metavar="local",
+                       help="run the retrains on a local dask cluster of --jobs worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the retrains on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
+                   help="folder of .npz datasets to find DATASET names in (default $LEAVEOUT_DATA_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("datasets", help="list the available datasets")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
+                   help="also list the .npz files in this folder (default $LEAVEOUT_DATA_DIR)")
+    return parser
