@@ -162,9 +162,13 @@ class TestLoss(_TestRows):
     def __init__(self, X, y, offset=None):
         super().__init__(X, y, offset)
 
-    def value(self, model, theta):
+    def values(self, model, theta) -> np.ndarray:
+        """The loss of each test row, shape (n_test,)."""
         _, y = self._rows(model)
-        return float(np.sum(model.objective_.loss.value(y, self._z(model, theta))))
+        return model.objective_.loss.value(y, self._z(model, theta))
+
+    def value(self, model, theta):
+        return float(np.sum(self.values(model, theta)))
 
     def difference(self, model, theta0, theta1):
         _, y = self._rows(model)
@@ -262,12 +266,10 @@ def select_test_subset(model, X_test, y_test, n_top: int = 50, n_random: int = 5
 
     All rows (in order) when there are at most ``n_top + n_random``. Returned sorted.
     """
-    loss = TestLoss(X_test, y_test)
-    design, y = loss._rows(model)
-    n = design.n
+    losses = TestLoss(X_test, y_test).values(model, model.theta_)
+    n = losses.size
     if n <= n_top + n_random:
         return np.arange(n)
-    losses = model.objective_.loss.value(y, loss._z(model, model.theta_))
     order = np.argsort(-losses, kind="stable")
     top = order[:n_top]
     rest = np.setdiff1d(np.arange(n), top)

@@ -92,11 +92,6 @@ class Design:
         """The rows ``idx`` as a dense float64 array of shape (len(idx), n_params)."""
         raise NotImplementedError
 
-    def take(self, idx) -> "Design":
-        """The rows ``idx`` (a copy) as an in-memory design."""
-        from .memory import InMemoryDesign
-        return InMemoryDesign(self.dense_rows(idx))
-
     # ------------------------------------------------------------ products
     def matvec(self, v: np.ndarray) -> np.ndarray:
         """``A @ v`` for v of shape (p,) or (p, k)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..exceptions import ConvergenceWarning
 
-__all__ = ["evaluate_batch", "batches", "BATCH_SETS", "BATCH_ROWS"]
+__all__ = ["evaluate_batch", "batches", "WORK", "BATCH_SETS", "BATCH_ROWS"]
 
 #: Removal sets whose retrains run in lockstep (one batch is the unit of work in flight):
 #: at most this many sets, and at most this many removed rows in all (memory).
@@ -32,7 +32,8 @@ def batches(todo):
     return out
 
 
-_WORK = {}
+#: the attribution and metrics that worker threads share during a run (set by the runner)
+WORK = {}
 
 
 def evaluate_batch(tasks, att=None, metrics=None):
@@ -43,7 +44,7 @@ def evaluate_batch(tasks, att=None, metrics=None):
     the worker threads; a dask worker receives its own copies.
     """
     if att is None:
-        att, metrics = _WORK["att"], _WORK["metrics"]
+        att, metrics = WORK["att"], WORK["metrics"]
     deltas, systems, Ts = [], [], []
     for _key, T in tasks:
         G, system = att.newton_system(T, cache=False)

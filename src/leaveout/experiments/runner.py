@@ -33,7 +33,7 @@ from ..exceptions import ConvergenceWarning
 from ..glm import GLM
 from ..metrics import Logit, SelfLoss, TestLoss, TestPrediction, select_test_subset
 from .config import METRIC_NAMES, POISON_COLUMNS, RESULT_COLUMNS, ReproduceConfig, RunError
-from .evaluate import _WORK, batches as make_batches, evaluate_batch
+from .evaluate import WORK, batches as make_batches, evaluate_batch
 from .removal import RemovalContext, Strategy, parse_strategy, removal_set, removal_sizes
 from .report import write_report
 from .store import ResultStore, atomic_write
@@ -330,7 +330,7 @@ class Runner:
         from concurrent.futures import ThreadPoolExecutor
 
         from tqdm import tqdm
-        _WORK["att"], _WORK["metrics"] = att, metrics
+        WORK["att"], WORK["metrics"] = att, metrics
         att.prepare(threads=self.jobs)    # shared by the workers: built once, here
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
@@ -348,7 +348,7 @@ class Runner:
                 self._evaluate_dask(att, metrics, batches, store)
             finally:
                 bar.close()
-                _WORK.clear()
+                WORK.clear()
             if n_bad:
                 self.log(f"{label}: {n_bad} retrains did not converge; flagged and left out of the summary")
             return
@@ -366,7 +366,7 @@ class Runner:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
-            _WORK.clear()
+            WORK.clear()
         if n_bad:
             self.log(f"{label}: {n_bad} retrains did not converge; flagged and left out of the summary")
 
