@@ -111,7 +111,7 @@ def test_scaling_example_runs():
     import pathlib
     import subprocess
     import sys
-    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_scaling.py"
+    script = pathlib.Path(__file__).resolve().parents[2] / "examples" / "dask_scaling.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300).stdout
     assert "converged=True" in out and "same scores as in memory (1e-9): True" in out
 
