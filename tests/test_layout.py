@@ -160,13 +160,17 @@ def _options(parser):
 
 
 def test_cli_commands_and_options_are_unchanged():
+    # the options of the layout issue (#10), plus those that tables (#11) added
     from leaveout.cli import build_parser
     opts = _options(build_parser())
     model = {"data", "--test-index", "--family", "--classes", "--label", "--l2", "--penalty",
              "--no-intercept", "-h", "--help"}
-    assert set(opts) == {"-h", "--help", "--version", "scores", "effect", "reproduce", "datasets"}
-    assert set(opts["scores"]) == model | {"--metric", "--out"}
-    assert set(opts["effect"]) == model | {"--remove", "--json"}
+    tables = {"--formula", "--target", "--id", "--test", "--test-rows", "--test-fraction", "--seed",
+              "--drop-missing"}
+    assert set(opts) == {"-h", "--help", "--version", "fit", "scores", "effect", "reproduce", "datasets"}
+    assert set(opts["fit"]) == model | tables | {"--json"}
+    assert set(opts["scores"]) == model | tables | {"--metric", "--out"}
+    assert set(opts["effect"]) == model | tables | {"--remove", "--json", "--coef"}
     assert set(opts["reproduce"]) == {
         "datasets", "--out", "--figure", "--sizes", "--l2", "--penalty", "--jobs", "--data-dir",
         "--strategy", "--seed", "--quiet", "--dask", "--scheduler", "-h", "--help"}

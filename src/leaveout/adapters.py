@@ -124,7 +124,9 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
 
     The design is the model's ``exog`` as it is (an intercept is a constant column there, so
     ``fit_intercept=False`` here); ``GLM`` ``freq_weights`` become sample weights and
-    ``offset`` plus ``log(exposure)`` the GLM offset.
+    ``offset`` plus ``log(exposure)`` the GLM offset. The model's ``exog_names`` become
+    ``feature_names_in_`` (so ``Coefficient("x1")`` and ``Coefficient("Intercept")`` work) and
+    its row labels (a formula's DataFrame index) the row ids.
     """
     model = getattr(results, "model", None)
     if model is None or not hasattr(results, "params"):
@@ -165,5 +167,13 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
     glm = GLM(family, l2=0.0, penalty="fixed", fit_intercept=False)
     if family == "logistic":
         y = np.where(y == 1.0, 1, 0)
+    names = getattr(model, "exog_names", None)
+    if names is not None and len(names) == X.shape[1]:
+        # a formula model (smf.ols, smf.logit, ...) keeps its column names and row labels, so
+        # Coefficient("x1") and removal sets by row id work on it
+        import pandas as pd
+        rows = getattr(getattr(model, "data", None), "row_labels", None)
+        index = pd.RangeIndex(X.shape[0]) if rows is None or len(rows) != X.shape[0] else rows
+        X = pd.DataFrame(X, columns=[str(c) for c in names], index=index)
     return _refine(glm, X, y, weights, np.asarray(results.params, dtype=np.float64), 1e-5,
                    f"from_statsmodels({mname})", tol, offset)

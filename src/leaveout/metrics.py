@@ -40,7 +40,11 @@ class Metric:
 
 
 class _TestRows(Metric):
-    """A metric summed over fixed evaluation rows X (n_test, n_features)."""
+    """A metric summed over fixed evaluation rows X (n_test, n_features): an array, or a
+    DataFrame encoded as the model's training table was."""
+
+    #: labels are needed (from ``y``, or from the table for a model fitted with a formula)
+    needs_labels = False
 
     def __init__(self, X, y=None, offset=None):
         self.X = X
@@ -53,8 +57,11 @@ class _TestRows(Metric):
         if self._cache is None or self._cache[0] != key:
             design = model.design_for(self.X, "X_test")
             y = None
-            if self.y is not None:
-                yy = np.asarray(self.y)
+            labels = self.y
+            if labels is None and self.needs_labels:
+                labels = model.response_for(self.X, "X_test")
+            if labels is not None:
+                yy = labels.to_numpy() if hasattr(labels, "to_numpy") else np.asarray(labels)
                 if yy.shape[:1] != (design.n,):
                     raise ValueError(f"y_test has {yy.shape[0] if yy.ndim else 0} entries but X_test has {design.n} rows")
                 classes = getattr(model, "classes_", None)
@@ -150,16 +157,19 @@ class TestLoss(_TestRows):
 
     Parameters
     ----------
-    X : array-like or sparse matrix of shape (n_test, n_features)
-    y : array-like of shape (n_test,)
-        Labels in the training classes (or responses, for squared / Poisson).
+    X : array-like, sparse matrix or DataFrame of shape (n_test, n_features)
+    y : array-like of shape (n_test,), optional
+        Labels in the training classes (or responses, for squared / Poisson). May be left
+        out when X is a table and the model was fitted with a formula: the table's response
+        column is used.
     offset : array-like of shape (n_test,), optional
     """
 
     name = "test-loss"
     __test__ = False
+    needs_labels = True
 
-    def __init__(self, X, y, offset=None):
+    def __init__(self, X, y=None, offset=None):
         super().__init__(X, y, offset)
 
     def values(self, model, theta) -> np.ndarray:
@@ -201,7 +211,8 @@ class SelfLoss(Metric):
 
 
 class Coefficient(Metric):
-    """One coefficient ``coef_[j]`` (``j="intercept"`` for the intercept); for the
+    """One coefficient ``coef_[j]``: ``j`` a position, a column name (``"x1"``,
+    ``"C(g)[T.b]"`` for a model fitted on a table or a formula) or ``"intercept"``; for the
     multinomial family ``coef_[label, j]`` (``label`` is then required)."""
 
     def __init__(self, j, label=None):
@@ -211,12 +222,20 @@ class Coefficient(Metric):
 
     def _index(self, model):
         model.check_fitted()
-        if self.j == "intercept":
+        names = getattr(model, "feature_names_in_", None)
+        if isinstance(self.j, str) and names is not None and self.j in set(names):
+            return int(np.flatnonzero(np.asarray(names) == self.j)[0])
+        if self.j in ("intercept", "Intercept"):
             if not model.fit_intercept:
-                raise ValueError("Coefficient('intercept'): the model has no intercept")
+                raise ValueError(f"Coefficient({self.j!r}): the model has no intercept")
             return model.objective_.design.p - 1
+        if isinstance(self.j, str):
+            known = "" if names is None else f"; the model's columns are {list(names)[:8]}" + (
+                " ..." if len(names) > 8 else "")
+            raise ValueError(f"Coefficient({self.j!r}): no column of that name{known}")
         if not isinstance(self.j, numbers.Integral) or not 0 <= self.j < model.n_features_in_:
-            raise ValueError(f"Coefficient(j): j must be an integer in 0..{model.n_features_in_ - 1} or 'intercept', got {self.j!r}")
+            raise ValueError(f"Coefficient(j): j must be an integer in 0..{model.n_features_in_ - 1}, a column "
+                             f"name or 'intercept', got {self.j!r}")
         return int(self.j)
 
     def gradient(self, model, theta):

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _validation as v
 from ..exceptions import ConvergenceError, ConvergenceWarning
 from ..metrics import Metric, SelfLoss
+from ..tables.ids import positions_of, resolve_rows
 from .estimators import GLMEstimators
 from .multinomial import BlockEstimators
 from .refit import RefitEngine
@@ -126,43 +127,85 @@ class Attribution:
             raise ValueError(f"{what} builds an (n_samples, n_params) array in memory, which a dask X "
                              "does not allow; use scores(metric) for per-sample numbers")
 
-    def influence(self) -> np.ndarray:
-        """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+    @property
+    def row_ids(self):
+        """The training rows' ids (the DataFrame index), or None when known by position."""
+        return getattr(self.model, "row_ids_", None)
+
+    def param_names(self) -> list:
+        """Names of the entries of ``theta`` (intercept last, as ``"Intercept"``); for the
+        multinomial family ``"<direction a>|<name>"`` per block of the class-major theta."""
+        names = list(getattr(self.model, "feature_names_in_", [f"x{j}" for j in range(self.model.n_features_in_)]))
+        names += ["Intercept"] * bool(self.model.fit_intercept)
+        m = self.estimators.objective.n_blocks
+        return names if m == 1 else [f"u{a}|{n}" for a in range(m) for n in names]
+
+    def to_frame(self, columns: dict):
+        """A DataFrame of per-sample results (each of shape (n_samples,)) indexed by the row
+        ids (or positions), e.g. ``att.to_frame({"leverage": att.leverage, "rif": s})``."""
+        import pandas as pd
+        ids = self.row_ids
+        index = pd.Index(np.arange(self.n_samples) if ids is None else ids, name="id" if ids is not None else "row")
+        return pd.DataFrame({k: np.asarray(v) for k, v in columns.items()}, index=index)
+
+    def positions_of(self, ids) -> np.ndarray:
+        """Positions (0-based) of the training rows with these ids."""
+        if self.row_ids is None:
+            raise ValueError("the model was fitted on arrays: its rows have positions, not ids")
+        return positions_of(self.row_ids, ids, "ids")
+
+    def _rows_frame(self, rows, as_frame):
+        if not as_frame:
+            return rows
+        frame = self.to_frame({})
+        import pandas as pd
+        return pd.DataFrame(rows, index=frame.index, columns=self.param_names())
+
+    def influence(self, as_frame: bool = False) -> np.ndarray:
+        """IF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)
+        (``as_frame``: a DataFrame indexed by row id, one column per parameter name)."""
         self._in_memory("influence()")
-        return self.estimators.influence()
+        return self._rows_frame(self.estimators.influence(), as_frame)
 
-    def rescaled_influence(self) -> np.ndarray:
-        """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)."""
+    def rescaled_influence(self, as_frame: bool = False) -> np.ndarray:
+        """RIF rows: ``Delta theta`` of removing each sample alone, shape (n_samples, n_params)
+        (``as_frame``: a DataFrame indexed by row id, one column per parameter name)."""
         self._in_memory("rescaled_influence()")
-        return self.estimators.rescaled_influence()
+        return self._rows_frame(self.estimators.rescaled_influence(), as_frame)
 
-    def scores(self, metric: Metric, method: str = "rif") -> np.ndarray:
+    def scores(self, metric: Metric, method: str = "rif", as_frame: bool = False) -> np.ndarray:
         """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,).
 
         ``<grad f(theta), Delta theta_i>`` with ``Delta theta_i`` from IF or RIF; for a metric
         whose gradient vanishes at the fit (:class:`~leaveout.metrics.SelfLoss`) the
         quadratic term ``Delta theta_i^T H Delta theta_i / 2``. Costs one solve and one pass
-        over X after the factorisation (plus the leverages for RIF).
+        over X after the factorisation (plus the leverages for RIF). ``as_frame``: a
+        DataFrame indexed by row id with the column ``method``.
         """
         v.check_choice(method, "method", ("if", "rif"))
         est = self.estimators
         if metric.quadratic:
             rows = self.influence() if method == "if" else self.rescaled_influence()
-            return 0.5 * est.hess_quad(rows)
-        phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
-        return est.if_scores(phi) if method == "if" else est.rif_scores(phi)
+            out = 0.5 * est.hess_quad(rows)
+        else:
+            phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
+            out = est.if_scores(phi) if method == "if" else est.rif_scores(phi)
+        return self.to_frame({method: out}) if as_frame else out
 
     # ------------------------------------------------------------ removal sets
     def _check_T(self, T):
-        return v.check_indices(T, self.n_samples, "T")
+        """A removal set as sorted positions: positions, a boolean mask, or row ids (see
+        :mod:`leaveout.tables.ids` for how the two are told apart)."""
+        return v.check_indices(resolve_rows(T, self.row_ids, self.n_samples, "T"), self.n_samples, "T")
 
     def delta(self, T, method: str = "rif") -> np.ndarray:
         """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
 
         Parameters
         ----------
-        T : array-like of int or boolean mask
-            Training rows to remove.
+        T : array-like of int, boolean mask, or row ids
+            Training rows to remove: positions, or the ids of a model fitted on a table
+            (strings, a ``pandas.Index``; integers that are ids and not positions).
         method : {"if", "rif", "ns", "retrain"}
         """
         v.check_choice(method, "method", METHODS)

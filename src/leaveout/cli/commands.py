@@ -8,40 +8,10 @@ import tempfile
 
 import numpy as np
 
-from .parser import UserError, parse_index_list
+from .data import load_problem
+from .parser import UserError
 
 __all__ = ["COMMANDS"]
-
-
-def _fit(args):
-    from ..attribution import Attribution
-    from ..datasets import load_npz
-    from ..glm import GLM
-    from ..metrics import select_test_subset
-    data = load_npz(args.data)
-    if not np.isfinite(args.l2) or args.l2 < 0:
-        raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
-    model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
-    if args.family == "multinomial":
-        classes = None if args.classes is None else _parse_labels(args.classes, data.y_train, "--classes")
-        model.fit(data.X_train, data.y_train, classes=classes)
-        args.label = (model.classes_[-1] if args.label is None
-                      else _parse_labels(args.label, data.y_train, "--label")[0])
-        if args.label not in model.classes_:
-            raise UserError(f"--label: {show(args.label)} is not one of the classes {model.classes_.tolist()}")
-    else:
-        for opt in ("classes", "label"):
-            if getattr(args, opt) is not None:
-                raise UserError(f"--{opt} is for --family multinomial")
-        model.fit(data.X_train, data.y_train)
-    if args.test_index is not None:
-        idx = parse_index_list(args.test_index, "--test-index")
-        n_test = data.X_test.shape[0]
-        if idx.min() < 0 or idx.max() >= n_test:
-            raise UserError(f"--test-index: indices must lie in 0..{n_test - 1}")
-    else:
-        idx = select_test_subset(model, data.X_test, data.y_test)
-    return data, model, Attribution(model), idx
 
 
 def show(x):
@@ -49,29 +19,34 @@ def show(x):
     return _show(x)
 
 
-def _parse_labels(text: str, y, arg: str) -> np.ndarray:
-    """Comma-separated labels in the dtype of ``y`` (numbers stay numbers)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise UserError(f"{arg}: no labels given")
-    kind = np.asarray(y).dtype.kind
-    try:
-        if kind in "iub":
-            return np.array([int(t) for t in items])
-        if kind == "f":
-            return np.array([float(t) for t in items])
-    except ValueError:
-        raise UserError(f"{arg}: the labels in the data file are numbers; got {text!r}") from None
-    return np.array(items)
+def _metric(prob, name, label):
+    """One metric by its command-line name."""
+    from ..metrics import Coefficient, SelfLoss, TestLoss, TestPrediction
+    if name == "self-loss":
+        return SelfLoss()
+    if name.startswith("coef:"):
+        j = name[5:]
+        metric = Coefficient(int(j) if j.lstrip("-").isdigit() else j,
+                             label=label if prob.model.family == "multinomial" else None)
+        try:
+            metric.gradient(prob.model, prob.model.theta_)
+        except ValueError as exc:
+            raise UserError(f"--metric/--coef: {exc}") from None
+        return metric
+    if prob.X_test is None:
+        raise UserError(f"{name} needs test rows: give --test FILE, --test-rows LIST or --test-fraction F")
+    if name == "test-pred":
+        return TestPrediction(prob.X_test, label=label)
+    return TestLoss(prob.X_test, prob.y_test)
 
 
-def _metrics(data, idx, label=None):
-    from ..metrics import SelfLoss, TestLoss, TestPrediction
-    Xt, yt = data.X_test[idx], data.y_test[idx]
-    return {"test-pred": TestPrediction(Xt, label=label), "test-loss": TestLoss(Xt, yt), "self-loss": SelfLoss()}
+def _metrics(prob, label=None, coefs=()):
+    names = (["test-pred", "test-loss"] if prob.X_test is not None else []) + ["self-loss"]
+    names += [f"coef:{c}" for c in coefs or ()]
+    return {n: _metric(prob, n, label) for n in names}
 
 
-def _write_atomic(path, write):
+def _write_atomic(path, write, binary=False):
     """Write through a temporary file in the same folder, then rename: never half-written."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -80,7 +55,7 @@ def _write_atomic(path, write):
         raise UserError(f"--out: folder {folder!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".leaveout-", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             write(fh)
         os.replace(tmp, path)
     except BaseException:
@@ -89,43 +64,83 @@ def _write_atomic(path, write):
         raise
 
 
+def cmd_fit(args):
+    prob = load_problem(args)
+    m = prob.model
+    params = m.params_
+    coef = ({str(k): float(v) for k, v in params.items()} if params.ndim == 1 else
+            {str(i): {str(c): float(params.loc[i, c]) for c in params.columns} for i in params.index})
+    out = {"n": prob.n, "converged": bool(m.converged_), "n_iter": int(m.n_iter_),
+           "grad_norm": float(m.grad_norm_), "coef": coef}
+    out.update({k: v for k, v in prob.notes.items() if k != "test_index"})
+    if args.json:
+        print(json.dumps(out, indent=2, default=_plain))
+        return
+    dropped = f"; {out['dropped_missing']} rows dropped for missing values" if "dropped_missing" in out else ""
+    print(f"{m.family} fit on {prob.n} rows (l2={m.l2:g}, {m.penalty}); converged in {m.n_iter_} iterations, "
+          f"relative gradient {m.grad_norm_:.1e}{dropped}")
+    print(params.to_string())
+
+
 def cmd_scores(args):
-    data, model, att, idx = _fit(args)
-    metric = _metrics(data, idx, args.label)[args.metric]
-    lev = att.leverage
-    s_if = att.scores(metric, "if")
-    s_rif = att.scores(metric, "rif")
+    from ..tables.files import write_table
+    prob = load_problem(args)
+    metric = _metric(prob, args.metric, args.label)
+    att = prob.att
+    lev = np.asarray(att.leverage)
+    s_if, s_rif = np.asarray(att.scores(metric, "if")), np.asarray(att.scores(metric, "rif"))
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out: give a .csv or .parquet file name, got {args.out!r}")
+    if prob.ids is None and suffix == ".csv":
+        def write(fh):       # the .npz format, unchanged: index,leverage,if,rif
+            fh.write("index,leverage,if,rif\n")
+            for i, (h, a, b) in enumerate(zip(lev.tolist(), s_if.tolist(), s_rif.tolist())):
+                fh.write(f"{i},{h!r},{a!r},{b!r}\n")
+    else:
+        import pandas as pd
+        key = prob.id_name or "index"
+        ids = np.arange(lev.size) if prob.ids is None else np.asarray(prob.ids)
+        table = pd.DataFrame({key: ids, "leverage": lev, "if": s_if, "rif": s_rif})
 
-    def write(fh):
-        fh.write("index,leverage,if,rif\n")
-        for i, (h, a, b) in enumerate(zip(lev.tolist(), s_if.tolist(), s_rif.tolist())):
-            fh.write(f"{i},{h!r},{a!r},{b!r}\n")
+        def write(fh):
+            write_table(table, fh, suffix if suffix == ".csv" else ".parquet")
 
-    _write_atomic(args.out, write)
+    _write_atomic(args.out, write, binary=suffix != ".csv")
     what = f"P(y = {show(args.label)}) " if args.family == "multinomial" and args.metric == "test-pred" else ""
+    over = "" if prob.X_test is None or args.metric.startswith("coef:") else f"over {prob.X_test.shape[0]} test rows"
     lev_kind = "mean trace of the leverage blocks" if args.family == "multinomial" else "mean leverage"
-    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} {what}over {idx.size} test rows; "
-          f"{lev_kind} {lev.mean():.3f})")
+    extra = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in prob.notes.items() if k in ("test_fraction", "seed", "dropped_missing"))
+    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} {what}{over}; "
+          f"{lev_kind} {lev.mean():.3f}{extra})")
 
 
 def cmd_effect(args):
     from .._validation import check_indices
-    data, model, att, idx = _fit(args)
-    T = check_indices(parse_index_list(args.remove, "--remove"), data.n, "--remove")
-    result = att.compare(T, _metrics(data, idx, args.label))
+    prob = load_problem(args)
+    T = check_indices(prob.positions(args.remove, "--remove"), prob.n, "--remove")
+    result = prob.att.compare(T, _metrics(prob, args.label, args.coef))
+    if prob.ids is not None:
+        result["removed"] = prob.label_of(T)
+        result.update({k: v for k, v in prob.notes.items() if k != "test_index"})
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, default=_plain))
         return
     r = result["retrain"]
-    print(f"removed {result['n_removed']} of {data.n} training rows; retrain converged in "
+    print(f"removed {result['n_removed']} of {prob.n} training rows; retrain converged in "
           f"{r['n_iter']} iterations (relative gradient {r['grad_norm']:.1e})")
-    head = f"{'metric':<10} {'effect':<8} {'actual':>13} {'IF':>13} {'RIF':>13} {'NS':>13}"
+    head = f"{'metric':<14} {'effect':<8} {'actual':>13} {'IF':>13} {'RIF':>13} {'NS':>13}"
     print(head)
     print("-" * len(head))
     for kind in ("removal", "linear"):
         for name, row in result[kind].items():
             actual = f"{row['actual']:13.6g}" if "actual" in row else f"{'':13}"
-            print(f"{name:<10} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
+            print(f"{name:<14} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
+
+
+def _plain(x):
+    """JSON for numpy scalars (ids read from a table)."""
+    return x.item() if hasattr(x, "item") else str(x)
 
 
 def cmd_reproduce(args):
@@ -165,4 +180,4 @@ def cmd_datasets(args):
         print(f"{r['name']:<18} {n:>7} {d:>6} {nt:>7}  {r['source']} ({r['where']})")
 
 
-COMMANDS = {"scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}
+COMMANDS = {"fit": cmd_fit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}

@@ -19,8 +19,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def parse_index_list(text: str, arg: str) -> np.ndarray:
-    """Parse ``"1,2,3"`` or ``"@file"`` (one index per line) into an int array."""
+def parse_list(text: str, arg: str) -> list:
+    """Parse ``"a,b,c"`` or ``"@file"`` (one item per line) into a list of strings."""
     if text.startswith("@"):
         path = text[1:]
         try:
@@ -31,12 +31,25 @@ def parse_index_list(text: str, arg: str) -> np.ndarray:
     else:
         items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise UserError(f"{arg}: no indices given")
+        raise UserError(f"{arg}: nothing given")
+    return items
+
+
+def parse_index_list(text: str, arg: str) -> np.ndarray:
+    """Parse ``"1,2,3"`` or ``"@file"`` (one index per line) into an int array."""
+    items = parse_list(text, arg)
     try:
         return np.array([int(t) for t in items], dtype=np.int64)
     except ValueError:
         bad = next(t for t in items if not t.lstrip("-").isdigit())
         raise UserError(f"{arg}: {bad!r} is not an integer row index") from None
+
+
+def metric_name(text: str) -> str:
+    """``--metric``: test-pred, test-loss or coef:NAME."""
+    if text in ("test-pred", "test-loss") or (text.startswith("coef:") and len(text) > 5):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose test-pred, test-loss or coef:NAME)")
 
 
 def _cores() -> int:
@@ -47,10 +60,24 @@ def _cores() -> int:
 
 
 def _add_model_args(p):
-    p.add_argument("data", metavar="DATA", help=".npz file with X_train, y_train, X_test, y_test")
+    p.add_argument("data", metavar="DATA",
+                   help=".npz file with X_train, y_train, X_test, y_test; or a table (.csv, .parquet) "
+                        "with --formula or --target")
     p.add_argument("--test-index", metavar="LIST",
-                   help="test rows for the metrics: comma-separated 0-based indices or @file "
+                   help=".npz: test rows for the metrics: comma-separated 0-based indices or @file "
                         "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
+    t = p.add_argument_group("tables (.csv, .parquet)")
+    t.add_argument("--formula", metavar="F", help='model formula, e.g. "y ~ x1 + C(g) + x1:x2" (formulaic)')
+    t.add_argument("--target", metavar="COLUMN",
+                   help="the response column; every other numeric column is a feature")
+    t.add_argument("--id", metavar="COLUMN", help="column of row ids (then --remove and --test-rows take ids)")
+    t.add_argument("--test", metavar="FILE", help="test rows from another table with the same columns")
+    t.add_argument("--test-rows", metavar="LIST", help="hold these rows of DATA out as test rows: ids with --id, "
+                                                       "else 0-based positions; comma-separated or @file")
+    t.add_argument("--test-fraction", type=float, metavar="F", help="hold out a seeded random fraction F of DATA")
+    t.add_argument("--seed", type=int, default=0, help="seed of --test-fraction (default 0)")
+    t.add_argument("--drop-missing", action="store_true",
+                   help="drop rows with a missing value in a used column (default: an error)")
     p.add_argument("--family", choices=["logistic", "squared", "poisson", "multinomial"], default="logistic",
                    help="loss and link (default logistic; squared and poisson take real / count labels; "
                         "multinomial: softmax over any number of classes)")
@@ -73,14 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    p = sub.add_parser("fit", help="fit the model and print its coefficients by name")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     p = sub.add_parser("scores", help="per-sample leverage and IF/RIF scores for one metric")
     _add_model_args(p)
-    p.add_argument("--metric", required=True, choices=["test-pred", "test-loss"])
-    p.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV (index,leverage,if,rif)")
+    p.add_argument("--metric", required=True, metavar="METRIC", type=metric_name,
+                   help="test-pred, test-loss, or coef:NAME (a coefficient by name or position)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output table, CSV or Parquet by extension (id or index, leverage, if, rif)")
 
     p = sub.add_parser("effect", help="IF/RIF/NS predictions and the exact retrain for one removal set")
     _add_model_args(p)
-    p.add_argument("--remove", required=True, metavar="LIST", help="rows to remove: indices or @file")
+    p.add_argument("--remove", required=True, metavar="LIST",
+                   help="rows to remove: 0-based indices (ids with --id), comma-separated or @file")
+    p.add_argument("--coef", action="append", metavar="NAME", help="also report this coefficient; repeatable")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("reproduce", help="the paper's experiments: IF/RIF/NS against certified retrains, "

@@ -41,6 +41,8 @@ import numpy as np
 from .. import _validation as v
 from ..design import Design, as_design
 from ..exceptions import ConvergenceWarning
+from ..tables.fit import column_or_values, frame_for_fit
+from ..tables.frame import ColumnEncoding, check_missing, is_frame
 from .losses import SoftmaxLoss, get_loss
 from .objective import PENALTIES, make_objective
 from .solver import newton_solve
@@ -87,6 +89,17 @@ class GLM:
     objective_ : Objective
         The training objective that was minimised (design, loss, coded labels, sample
         weights, penalty in sum form, offsets); :meth:`objective` is its value.
+    feature_names_in_ : ndarray of str
+        Column names, when fitted on a DataFrame or a formula (formulaic's names).
+    row_ids_ : ndarray or None
+        The index of the training rows used, when fitted on a DataFrame or a formula
+        (``None`` for arrays: rows are known by position).
+    n_dropped_ : int
+        Rows left out for missing values (``missing="drop"``).
+    encoding_ : ColumnEncoding or FormulaEncoding or None
+        How any other table is turned into this model's columns.
+    params_ : Series or DataFrame
+        The coefficients by name (see the property).
     """
 
     def __init__(self, family: str = "logistic", l2: float = 1.0, penalty: str = "fixed",
@@ -112,14 +125,17 @@ class GLM:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         return loss
 
-    def fit(self, X, y, sample_weight=None, init=None, offset=None, classes=None) -> "GLM":
+    def fit(self, X, y, sample_weight=None, init=None, offset=None, classes=None,
+            missing: str = "raise") -> "GLM":
         """Fit to ``X`` (n_samples, n_features), dense or scipy.sparse, and ``y``.
 
         Parameters
         ----------
-        X : array-like or sparse matrix of shape (n_samples, n_features)
+        X : array-like, sparse matrix or DataFrame of shape (n_samples, n_features)
             Also a ``numpy.memmap`` or ``.npy`` path (streamed from disk) or a
-            ``dask.array`` (computed where its chunks live).
+            ``dask.array`` (computed where its chunks live). A pandas DataFrame of numeric
+            columns keeps its column names (``feature_names_in_``) and its index (the row
+            ids, ``row_ids_``); for categorical columns use :meth:`from_formula`.
         y : array-like of shape (n_samples,)
             Logistic: two distinct values (0/1, bool, or any two labels, mapped in sorted
             order). Multinomial: any labels. Squared / Poisson: real / non-negative values.
@@ -134,10 +150,78 @@ class GLM:
         classes : array-like, optional
             Multinomial only: the classes in the order of ``predict_proba``'s columns
             (default: the sorted distinct labels); each must occur in ``y``.
+        missing : {"raise", "drop"}, default="raise"
+            DataFrame X only: a row with a missing value is an error naming how many and the
+            first ids, or (``"drop"``) is left out, like statsmodels' ``missing="drop"``;
+            ``n_dropped_`` counts them and ``row_ids_`` stays aligned.
         """
-        for attr in ("classes_", "objective_", "theta_"):
+        for attr in ("classes_", "objective_", "theta_", "feature_names_in_"):
             self.__dict__.pop(attr, None)
+        self.encoding_, self.row_ids_, self.n_dropped_ = None, None, 0
         get_loss(self.family)
+        check_missing(missing)
+        if is_frame(X):
+            table = frame_for_fit(X, y, sample_weight, offset, missing)
+            X, y, sample_weight, offset = table.X, table.y, table.sample_weight, table.offset
+        elif missing != "raise":
+            raise ValueError("missing='drop' needs X as a DataFrame (its index keeps track of the dropped rows)")
+        else:
+            table = None
+        self._fit_arrays(X, y, sample_weight, init, offset, classes)
+        if table is not None:
+            self.encoding_, self.row_ids_, self.n_dropped_ = table.encoding, table.row_ids, table.n_dropped
+            self.feature_names_in_ = table.encoding.feature_names
+        return self
+
+    @classmethod
+    def from_formula(cls, formula: str, data, family: str = "logistic", l2: float = 1.0,
+                     penalty: str = "fixed", sample_weight=None, offset=None, missing: str = "raise",
+                     classes=None, **options) -> "GLM":
+        """Fit ``formula`` (``"y ~ x1 + C(g) + x1:x2"``) to the DataFrame ``data``.
+
+        The formula is encoded by formulaic: ``C(g)`` treatment-coded dummies named like
+        ``"C(g)[T.b]"``, ``x1:x2`` interactions, ``np.log(x)`` transforms. The encoding is kept
+        (``encoding_``) and reused for any other table given to ``predict``,
+        ``TestPrediction``, ``TestLoss`` (whose labels then come from the table), so test rows
+        are encoded as the training rows were; a level the training table did not have is an
+        error naming it. The formula's intercept (there unless ``- 1`` or ``0 +``) decides
+        ``fit_intercept`` and stays unpenalised.
+
+        Parameters
+        ----------
+        formula : str
+        data : DataFrame
+        family, l2, penalty : as for :class:`GLM`
+        sample_weight, offset : str or array-like, optional
+            A column of ``data``, or one value per row of ``data``.
+        missing : {"raise", "drop"}
+            Rows with a missing value in a column the formula uses: an error, or dropped.
+        classes : array-like, optional
+            Multinomial only (see :meth:`fit`).
+        **options
+            ``tol``, ``max_iter``.
+
+        Returns
+        -------
+        GLM
+            Fitted, with ``feature_names_in_``, ``row_ids_`` (the index of the rows used) and
+            ``n_dropped_``.
+        """
+        from ..tables.formula import FormulaEncoding
+        if not is_frame(data):
+            raise ValueError("from_formula needs data as a pandas DataFrame")
+        check_missing(missing)
+        enc, X, y, ids = FormulaEncoding.learn(formula, data, missing)
+        rows = data.index.isin(ids) if len(ids) < len(data.index) else slice(None)
+        sw, off = (column_or_values(data, a, rows, name) for a, name in
+                   ((sample_weight, "sample_weight"), (offset, "offset")))
+        model = cls(family=family, l2=l2, penalty=penalty, fit_intercept=enc.has_intercept, **options)
+        model._fit_arrays(X, y, sw, None, off, classes)
+        model.encoding_, model.row_ids_, model.n_dropped_ = enc, ids, len(data.index) - len(ids)
+        model.feature_names_in_ = enc.feature_names
+        return model
+
+    def _fit_arrays(self, X, y, sample_weight, init, offset, classes) -> "GLM":
         X = v.check_X(X, "X")
         multi = self.family == "multinomial"
         if classes is not None and not multi:
@@ -209,9 +293,9 @@ class GLM:
         model's training objective with other weights), or given its solved ``result``."""
         refit = GLM(family=self.family, l2=self.l2, penalty=self.penalty, fit_intercept=self.fit_intercept,
                     tol=self.tol if tol is None else tol, max_iter=self.max_iter if max_iter is None else max_iter)
-        if hasattr(self, "classes_"):
-            refit.classes_ = self.classes_
-        refit.n_features_in_ = self.n_features_in_
+        for attr in ("classes_", "n_features_in_", "feature_names_in_", "row_ids_", "n_dropped_", "encoding_"):
+            if hasattr(self, attr):
+                setattr(refit, attr, getattr(self, attr))
         if result is not None:
             return refit.set_solution(objective, result)
         return refit.fit_objective(objective, init=init, precond=precond)
@@ -246,8 +330,12 @@ class GLM:
             raise ValueError("this GLM is not fitted yet; call fit(X, y) first")
 
     def design_for(self, X, name: str = "X") -> Design:
-        """Validated design of new rows, with this model's intercept convention."""
+        """Validated design of new rows, with this model's intercept convention; a DataFrame
+        is encoded as the training table was (columns by name, or the formula)."""
         self.check_fitted()
+        if is_frame(X):
+            enc = getattr(self, "encoding_", None) or ColumnEncoding.learn(X, name)
+            X = enc.transform(X, name)[0]
         X = v.check_X(X, name)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -285,6 +373,31 @@ class GLM:
         if self.family == "multinomial":
             return self.classes_[np.argmax(self.decision_function(X, offset), axis=1)]
         return self.objective_.loss.mean(self.decision_function(X, offset))
+
+    def response_for(self, data, name: str = "X") -> np.ndarray:
+        """The response column of another table, for a model fitted with a formula."""
+        self.check_fitted()
+        enc = getattr(self, "encoding_", None)
+        if enc is None or not is_frame(data):
+            raise ValueError(f"labels for {name} are needed: only a model fitted with a formula reads "
+                             "them from a table")
+        return enc.response(data, name)
+
+    @property
+    def params_(self):
+        """The coefficients by name, intercept included (as ``"Intercept"``, last): a pandas
+        Series, or for the multinomial family a DataFrame with one column per class.
+        Names are ``feature_names_in_`` when the model was fitted on a table, else
+        ``"x0", "x1", ...``."""
+        import pandas as pd
+        self.check_fitted()
+        names = list(getattr(self, "feature_names_in_", [f"x{j}" for j in range(self.n_features_in_)]))
+        coef, intercept = self.coef_, self.intercept_
+        if self.family == "multinomial":
+            W = np.vstack([coef.T, intercept[None]]) if self.fit_intercept else coef.T
+            return pd.DataFrame(W, index=names + ["Intercept"] * self.fit_intercept, columns=list(self.classes_))
+        values = np.append(coef, intercept) if self.fit_intercept else coef
+        return pd.Series(values, index=names + ["Intercept"] * self.fit_intercept, name="coef")
 
     # ---------------------------------------------------- objective in sum form
     def objective(self, theta=None) -> float:

@@ -1,0 +1,237 @@
+"""Loading what a command works on: an ``.npz`` of arrays, or a table with a formula or a
+target column; the fitted model, its attribution, and the test rows of the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .parser import UserError, parse_index_list, parse_list
+
+__all__ = ["Problem", "load_problem"]
+
+TABLE_ONLY = ("formula", "target", "id", "test", "test_rows", "test_fraction")
+
+
+@dataclass
+class Problem:
+    """A fitted problem: the model, its attribution and what the metrics need."""
+
+    model: object
+    att: object
+    n: int                              # training rows used
+    X_test: object = None               # array or DataFrame, or None (no test rows)
+    y_test: object = None               # labels, or None (a formula reads them from X_test)
+    ids: object = None                  # tables: training row ids (--id) or DATA row numbers
+    id_name: str | None = None
+    notes: dict = field(default_factory=dict)   # how the test rows were chosen, dropped rows
+
+    def positions(self, text: str, arg: str) -> np.ndarray:
+        """Rows named on the command line: for .npz data 0-based positions; for a table its
+        ids (--id) or its 0-based row numbers in DATA."""
+        if self.ids is None:
+            return parse_index_list(text, arg)
+        items = parse_index_list(text, arg) if self.id_name == "row" else _typed(parse_list(text, arg), self.ids, arg)
+        try:
+            return self.att.positions_of(items)
+        except ValueError as exc:
+            raise UserError(f"{arg}: {str(exc).split(': ', 1)[1]}") from None
+
+    def label_of(self, positions):
+        """The rows as the user knows them: ids (or DATA row numbers), else positions."""
+        pos = np.asarray(positions)
+        return (pos if self.ids is None else np.asarray(self.ids)[pos]).tolist()
+
+
+def _typed(items, like, arg):
+    """Strings from the command line in the dtype of the id column ``like``."""
+    kind = np.asarray(like).dtype.kind
+    try:
+        if kind in "iu":
+            return np.array([int(t) for t in items])
+        if kind == "f":
+            return np.array([float(t) for t in items])
+    except ValueError:
+        raise UserError(f"{arg}: the ids are numbers; got {items[:3]}") from None
+    return np.array(items, dtype=object)
+
+
+def _check_l2(args):
+    if not np.isfinite(args.l2) or args.l2 < 0:
+        raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
+
+
+def _labels(text, y, arg):
+    """Comma-separated labels in the dtype of ``y`` (numbers stay numbers)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{arg}: no labels given")
+    kind = np.asarray(y).dtype.kind
+    try:
+        if kind in "iub":
+            return np.array([int(t) for t in items])
+        if kind == "f":
+            return np.array([float(t) for t in items])
+    except ValueError:
+        raise UserError(f"{arg}: the labels in the data file are numbers; got {text!r}") from None
+    return np.array(items)
+
+
+def _classes(args, y):
+    """``classes=`` for the fit, after checking --classes / --label against the family."""
+    if args.family == "multinomial":
+        return None if args.classes is None else _labels(args.classes, y, "--classes")
+    for opt in ("classes", "label"):
+        if getattr(args, opt) is not None:
+            raise UserError(f"--{opt} is for --family multinomial")
+    return None
+
+
+def _set_label(args, model, y):
+    if args.family == "multinomial":
+        args.label = model.classes_[-1] if args.label is None else _labels(args.label, y, "--label")[0]
+        if args.label not in model.classes_:
+            from .._validation import show
+            raise UserError(f"--label: {show(args.label)} is not one of the classes {model.classes_.tolist()}")
+
+
+def load_problem(args) -> Problem:
+    from ..tables.files import is_table_path
+    _check_l2(args)
+    if is_table_path(args.data):
+        return _load_table(args)
+    given = [f"--{o.replace('_', '-')}" for o in TABLE_ONLY if getattr(args, o, None) is not None]
+    given += ["--drop-missing"] * bool(getattr(args, "drop_missing", False))
+    if given:
+        raise UserError(f"{given[0]} is for tables (.csv, .parquet); DATA here is {args.data!r}")
+    return _load_npz(args)
+
+
+def _load_npz(args) -> Problem:
+    from ..attribution import Attribution
+    from ..datasets import load_npz
+    from ..glm import GLM
+    from ..metrics import select_test_subset
+    data = load_npz(args.data)
+    model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
+    model.fit(data.X_train, data.y_train, classes=_classes(args, data.y_train))
+    _set_label(args, model, data.y_train)
+    if args.test_index is not None:
+        idx = parse_index_list(args.test_index, "--test-index")
+        n_test = data.X_test.shape[0]
+        if idx.min() < 0 or idx.max() >= n_test:
+            raise UserError(f"--test-index: indices must lie in 0..{n_test - 1}")
+    else:
+        idx = select_test_subset(model, data.X_test, data.y_test)
+    return Problem(model, Attribution(model), data.n, data.X_test[idx], data.y_test[idx],
+                   notes={"test_index": idx.tolist()})
+
+
+def _split(args, frame):
+    """``(train, test or None, notes)`` from --test / --test-rows / --test-fraction."""
+    from ..tables.files import read_table
+    chosen = [o for o in ("test", "test_rows", "test_fraction") if getattr(args, o) is not None]
+    if len(chosen) > 1:
+        raise UserError(f"give one of --test, --test-rows, --test-fraction (got {', '.join('--' + c.replace('_', '-') for c in chosen)})")
+    if not chosen:
+        return frame, None, {}
+    if args.test is not None:
+        test = read_table(args.test, "--test")
+        if args.id is not None:
+            test = _with_ids(test, args.id, "--test")
+        return frame, test, {"test": args.test}
+    n = len(frame.index)
+    if args.test_rows is not None:
+        items = parse_list(args.test_rows, "--test-rows")
+        if args.id is not None:
+            wanted = _typed(items, frame.index, "--test-rows")
+            absent = [w for w in wanted.tolist() if w not in set(frame.index.tolist())]
+            if absent:
+                raise UserError(f"--test-rows: ids not in DATA: {absent[:5]}")
+            mask = frame.index.isin(wanted)
+        else:
+            pos = parse_index_list(args.test_rows, "--test-rows")
+            if pos.min() < 0 or pos.max() >= n:
+                raise UserError(f"--test-rows: positions must lie in 0..{n - 1}")
+            mask = np.zeros(n, dtype=bool)
+            mask[pos] = True
+        notes = {"test_rows": "given"}
+    else:
+        f = args.test_fraction
+        if not (0 < f < 1):
+            raise UserError(f"--test-fraction must lie strictly between 0 and 1, got {f}")
+        k = int(round(f * n))
+        if k < 1 or k >= n:
+            raise UserError(f"--test-fraction {f} of {n} rows leaves no test or no training rows")
+        mask = np.zeros(n, dtype=bool)
+        mask[np.random.default_rng(args.seed).permutation(n)[:k]] = True
+        notes = {"test_fraction": f, "seed": args.seed}
+    test = frame[mask]
+    notes["test_ids" if args.id is not None else "test_positions"] = (
+        test.index.tolist() if args.id is not None else np.flatnonzero(mask).tolist())
+    return frame[~mask], test, notes
+
+
+def _with_ids(frame, column, arg):
+    if column not in frame.columns:
+        raise UserError(f"--id: {arg} has no column {column!r}")
+    ids = frame[column]
+    if ids.isna().any():
+        raise UserError(f"--id: column {column!r} of {arg} has missing ids")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise UserError(f"--id: column {column!r} of {arg} repeats the id {dup.iloc[0]!r}; ids must be unique")
+    return frame.set_index(column)
+
+
+def _load_table(args) -> Problem:
+    from ..attribution import Attribution
+    from ..glm import GLM
+    from ..metrics import select_test_subset  # noqa: F401  (same import cost as the .npz path)
+    from ..tables.files import read_table
+    if args.test_index is not None:
+        raise UserError("--test-index is for .npz data; with a table use --test, --test-rows or --test-fraction")
+    if (args.formula is None) == (args.target is None):
+        raise UserError("a table needs exactly one of --formula \"y ~ ...\" or --target COLUMN")
+    frame = read_table(args.data, "DATA")
+    if args.id is not None:
+        frame = _with_ids(frame, args.id, "DATA")
+    train, test, notes = _split(args, frame)
+    missing = "drop" if args.drop_missing else "raise"
+    if args.formula is not None:
+        if args.no_intercept:
+            raise UserError("--no-intercept: with --formula write the intercept into the formula ('- 1')")
+        resp = args.formula.split("~", 1)[0].strip()
+        y_like = train[resp] if resp in train.columns else np.zeros(1)
+        model = GLM.from_formula(args.formula, train, family=args.family, l2=args.l2, penalty=args.penalty,
+                                 missing=missing, classes=_classes(args, y_like))
+        X_test, y_test = test, None
+    else:
+        if args.target not in train.columns:
+            raise UserError(f"--target: DATA has no column {args.target!r}")
+        features = [c for c in train.columns if c != args.target]
+        bad = [str(c) for c in features if train[c].dtype.kind not in "biuf"]
+        if bad:
+            raise UserError(f"--target: the columns {bad} are not numeric; use --formula with C(column)")
+        y_like = train[args.target]
+        model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
+        model.fit(train[features], y_like, classes=_classes(args, y_like), missing=missing)
+        X_test = y_test = None
+        if test is not None:
+            absent = [c for c in features if c not in test.columns]
+            if absent:
+                raise UserError(f"--test: the test table lacks the columns {absent}")
+            X_test, y_test = test[features], _test_column(test, args.target)
+    _set_label(args, model, y_like)
+    if model.n_dropped_:
+        notes["dropped_missing"] = int(model.n_dropped_)
+    # rows are known by their id (--id) or by their 0-based row number in DATA
+    return Problem(model, Attribution(model), len(model.row_ids_), X_test, y_test,
+                   ids=model.row_ids_, id_name=args.id or "row", notes=notes)
+
+
+def _test_column(test, target):
+    if target not in test.columns:
+        raise UserError(f"--test: the test table has no column {target!r}")
+    return test[target]

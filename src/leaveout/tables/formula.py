@@ -1,0 +1,129 @@
+"""Wilkinson formulas (``y ~ x1 + C(g) + x1:x2``), encoded by the formulaic library.
+
+The encoding learnt on the training table (categorical levels, contrasts, column order) is
+kept with the model and reused for every other table, so a test table is encoded exactly as
+the training one. Where formulaic would silently turn a level it never saw into a row of
+zeros (a ``DataMismatchWarning``), this raises an error naming the levels; a missing column is
+formulaic's error naming the factor.
+
+Intercept: formulaic's ``Intercept`` column is not a feature here. A formula with an
+intercept (the default) fits ``fit_intercept=True``, the intercept last in ``theta`` and
+unpenalised; ``y ~ x - 1`` or ``y ~ 0 + x`` fits without one.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .frame import missing_rows_error
+
+__all__ = ["FormulaEncoding"]
+
+
+def _formulaic():
+    try:
+        import formulaic
+    except ImportError:      # pragma: no cover (a dependency of the install)
+        raise ImportError("formulas need the formulaic package: pip install formulaic") from None
+    return formulaic
+
+
+class FormulaEncoding:
+    """A formula and the model spec learnt from the training table.
+
+    Attributes
+    ----------
+    formula : str
+    has_intercept : bool
+    feature_names : ndarray of str
+        Columns of the encoded matrix, without the intercept (formulaic's names, e.g.
+        ``"C(g)[T.b]"``, ``"x1:x2"``).
+    response_name : str
+    """
+
+    def __init__(self, formula: str, spec, response_name: str):
+        self.formula = formula
+        self.spec = spec
+        self.response_name = response_name
+        names = list(spec.rhs.column_names)
+        self.has_intercept = "Intercept" in names
+        self.feature_names = np.array([c for c in names if c != "Intercept"], dtype=object)
+
+    @classmethod
+    def learn(cls, formula: str, data, missing: str = "raise"):
+        """Encode the training table: ``(encoding, X (n, d), y (n,), row ids)``."""
+        if not isinstance(formula, str) or "~" not in formula:
+            raise ValueError(f"formula must be a string 'response ~ terms', got {formula!r}")
+        fl = _formulaic()
+        try:
+            mm = fl.model_matrix(formula, data, na_action="drop")
+        except Exception as exc:     # formulaic's errors name the factor; keep one line
+            raise ValueError(f"formula {formula!r}: {_first_line(exc)}") from None
+        if not hasattr(mm, "lhs") or mm.lhs.shape[1] == 0:
+            raise ValueError(f"formula {formula!r} has no response; write 'response ~ terms'")
+        kept_ids = mm.rhs.index
+        if len(kept_ids) < len(data.index):
+            dropped = data.index[~data.index.isin(kept_ids)]
+            if missing != "drop":
+                raise missing_rows_error(dropped)
+        lhs_name = str(mm.model_spec.lhs.formula)
+        enc = cls(formula, mm.model_spec, lhs_name)
+        y = enc._response(data.loc[kept_ids] if len(kept_ids) < len(data.index) else data, mm.lhs)
+        X = enc._features(mm.rhs)
+        return enc, X, y, np.asarray(kept_ids)
+
+    def _features(self, rhs) -> np.ndarray:
+        cols = [c for c in rhs.columns if c != "Intercept"]
+        return np.asarray(rhs[cols].to_numpy(dtype=np.float64))
+
+    def _response(self, rows, lhs):
+        # a plain column keeps its labels (any two classes, any class names); an expression
+        # such as np.log(y) is formulaic's single numeric column
+        if self.response_name in rows.columns:
+            return rows[self.response_name].to_numpy()
+        if lhs.shape[1] != 1:
+            raise ValueError(f"the response {self.response_name!r} must be one column")
+        return np.asarray(lhs.to_numpy(dtype=np.float64)).ravel()
+
+    def _matrices(self, data, which, name):
+        spec = getattr(self.spec, which)
+        with warnings.catch_warnings():
+            # formulaic casts an unseen level to NaN (a row of zero dummies) with this warning
+            warnings.filterwarnings("error", message=".*categories outside of the nominated levels.*")
+            try:
+                return spec.get_model_matrix(data, na_action="raise")
+            except Warning as w:
+                levels = _first_line(w).split(" They are being")[0]
+                raise ValueError(f"{name}: {levels} (levels the model never saw)") from None
+            except Exception as exc:
+                raise ValueError(f"{name}: {_first_line(exc)}") from None
+
+    def transform(self, data, name="X", missing="raise"):
+        """``(matrix, row ids, kept)`` of another table under the training encoding."""
+        if missing == "drop":
+            rows = data.dropna(subset=[c for c in self._variables() if c in data.columns])
+        else:
+            rows = data
+        rhs = self._matrices(rows, "rhs", name)
+        kept = np.asarray(data.index.isin(rows.index))
+        return self._features(rhs), np.asarray(rows.index), kept
+
+    def response(self, data, name="X"):
+        """The response of another table (labels as they are)."""
+        if self.response_name in data.columns:
+            y = data[self.response_name]
+            if y.isna().any():
+                raise missing_rows_error(data.index[y.isna()], [self.response_name])
+            return y.to_numpy()
+        return self._response(data, self._matrices(data, "lhs", name))
+
+    def _variables(self):
+        """The data columns the right-hand side reads."""
+        return sorted(str(v) for v in getattr(self.spec.rhs, "required_variables", ()))
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
