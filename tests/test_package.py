@@ -21,3 +21,10 @@ def test_quickstart_example_runs():
     script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
     assert "converged=True" in out and "(retrain)" in out
+
+
+def test_tables_example_runs():
+    import pathlib
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "tables.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert "p256" in out and "exact refit" in out

@@ -108,10 +108,10 @@ def cmd_scores(args):
 
     _write_atomic(args.out, write, binary=suffix != ".csv")
     what = f"P(y = {show(args.label)}) " if args.family == "multinomial" and args.metric == "test-pred" else ""
-    over = "" if prob.X_test is None or args.metric.startswith("coef:") else f"over {prob.X_test.shape[0]} test rows"
+    over = "" if prob.X_test is None or args.metric.startswith("coef:") else f" over {prob.X_test.shape[0]} test rows"
     lev_kind = "mean trace of the leverage blocks" if args.family == "multinomial" else "mean leverage"
     extra = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in prob.notes.items() if k in ("test_fraction", "seed", "dropped_missing"))
-    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric} {what}{over}; "
+    print(f"wrote {lev.size} rows to {args.out} (metric {args.metric}{' ' + what.strip() if what else ''}{over}; "
           f"{lev_kind} {lev.mean():.3f}{extra})")
 
 
@@ -127,8 +127,14 @@ def cmd_effect(args):
         print(json.dumps(result, indent=2, default=_plain))
         return
     r = result["retrain"]
-    print(f"removed {result['n_removed']} of {prob.n} training rows; retrain converged in "
+    named = "" if prob.ids is None else f" ({prob.id_name} {', '.join(map(str, result['removed'][:10]))}" + (
+        ", ...)" if len(result["removed"]) > 10 else ")")
+    print(f"removed {result['n_removed']} of {prob.n} training rows{named}; retrain converged in "
           f"{r['n_iter']} iterations (relative gradient {r['grad_norm']:.1e})")
+    if prob.X_test is not None and prob.ids is not None:
+        how = (f"--test-fraction {prob.notes['test_fraction']}, seed {prob.notes['seed']}"
+               if "test_fraction" in prob.notes else "--test" if "test" in prob.notes else "--test-rows")
+        print(f"test rows: {prob.X_test.shape[0]} ({how})")
     head = f"{'metric':<14} {'effect':<8} {'actual':>13} {'IF':>13} {'RIF':>13} {'NS':>13}"
     print(head)
     print("-" * len(head))

@@ -32,11 +32,9 @@ class Problem:
         ids (--id) or its 0-based row numbers in DATA."""
         if self.ids is None:
             return parse_index_list(text, arg)
+        from ..tables.ids import positions_of
         items = parse_index_list(text, arg) if self.id_name == "row" else _typed(parse_list(text, arg), self.ids, arg)
-        try:
-            return self.att.positions_of(items)
-        except ValueError as exc:
-            raise UserError(f"{arg}: {str(exc).split(': ', 1)[1]}") from None
+        return positions_of(self.ids, items, arg)
 
     def label_of(self, positions):
         """The rows as the user knows them: ids (or DATA row numbers), else positions."""
