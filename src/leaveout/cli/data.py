@@ -42,16 +42,16 @@ class Problem:
         return (pos if self.ids is None else np.asarray(self.ids)[pos]).tolist()
 
 
-def _typed(items, like, arg):
-    """Strings from the command line in the dtype of the id column ``like``."""
+def _typed(items, like, arg, what="ids"):
+    """Strings from the command line in the dtype of ``like`` (numbers stay numbers)."""
     kind = np.asarray(like).dtype.kind
     try:
-        if kind in "iu":
+        if kind in "iub":
             return np.array([int(t) for t in items])
         if kind == "f":
             return np.array([float(t) for t in items])
     except ValueError:
-        raise UserError(f"{arg}: the ids are numbers; got {items[:3]}") from None
+        raise UserError(f"{arg}: the {what} in the data file are numbers; got {', '.join(items[:3])}") from None
     return np.array(items, dtype=object)
 
 
@@ -61,19 +61,12 @@ def _check_l2(args):
 
 
 def _labels(text, y, arg):
-    """Comma-separated labels in the dtype of ``y`` (numbers stay numbers)."""
+    """Comma-separated labels in the dtype of ``y``."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise UserError(f"{arg}: no labels given")
-    kind = np.asarray(y).dtype.kind
-    try:
-        if kind in "iub":
-            return np.array([int(t) for t in items])
-        if kind == "f":
-            return np.array([float(t) for t in items])
-    except ValueError:
-        raise UserError(f"{arg}: the labels in the data file are numbers; got {text!r}") from None
-    return np.array(items)
+    out = _typed(items, y, arg, "labels")
+    return out.astype(str) if out.dtype == object else out
 
 
 def _classes(args, y):
