@@ -117,3 +117,62 @@ def test_statsmodels_poisson_with_exposure_and_offset():
     att = lo.from_statsmodels(res, tol=1e-12)
     np.testing.assert_allclose(att.theta, res.params, rtol=1e-8)
     np.testing.assert_allclose(att.rescaled_influence(), -res.get_influence().d_params, rtol=1e-8, atol=1e-12)
+
+
+def test_penalised_statsmodels_results_are_mapped_or_refused():
+    sm = pytest.importorskip("statsmodels.api")
+    from scipy.optimize import minimize
+    rng = np.random.default_rng(0)
+    n = 200
+    X = sm.add_constant(rng.normal(size=(n, 2)))
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ [0.3, -2.0, 1.0]))).astype(float)
+    counts = rng.poisson(np.exp(X @ [0.2, 0.3, -0.1])).astype(float)
+    for fam, yy in [(sm.families.Binomial(), y), (sm.families.Poisson(), counts)]:
+        model = sm.GLM(yy, X, family=fam)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = model.fit_regularized(alpha=0.1, L1_wt=0)
+        att = lo.from_statsmodels(res, alpha=0.1)
+        # statsmodels' own objective, -loglike/n + (alpha/2)|params|^2, solved tightly by scipy
+        tight = minimize(lambda x: -(model.loglike(x) / n - 0.05 * x @ x), res.params,
+                         jac=lambda x: -(model.score(x) / n - 0.1 * x), method="BFGS", options={"gtol": 1e-12}).x
+        np.testing.assert_allclose(att.model.theta_, tight, atol=1e-6)
+        np.testing.assert_allclose(att.model.theta_, res.params, atol=1e-4)   # statsmodels' own tolerance
+        assert att.model.penalty == "per_sample" and att.model.l2 == 0.1
+    ols = sm.OLS(y, X).fit_regularized(alpha=0.1, L1_wt=0)
+    np.testing.assert_allclose(lo.from_statsmodels(ols, alpha=0.1).model.theta_, ols.params, atol=1e-10)
+    with pytest.raises(ValueError, match="L1-penalised results"):
+        lo.from_statsmodels(sm.Logit(y, X).fit_regularized(alpha=20, disp=0))
+    ridge = sm.GLM(y, X, family=sm.families.Binomial()).fit_regularized(alpha=0.1, L1_wt=0)
+    with pytest.raises(ValueError, match="pass its alpha"):
+        lo.from_statsmodels(ridge)
+    with pytest.raises(ValueError, match="differ from the estimator's"):
+        lo.from_statsmodels(ridge, alpha=0.3)
+    with pytest.raises(ValueError, match="profiles out the scale"):
+        lo.from_statsmodels(sm.GLM(y, X, family=sm.families.Gaussian()).fit_regularized(alpha=0.1, L1_wt=0), alpha=0.1)
+    with pytest.raises(ValueError, match="unpenalised"):
+        lo.from_statsmodels(sm.GLM(y, X, family=sm.families.Binomial()).fit(), alpha=0.1)
+
+
+def test_adapters_name_a_data_mismatch_rather_than_non_convergence():
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (rng.random(200) < 1 / (1 + np.exp(-X @ [-2.0, 1.0]))).astype(int)
+    est = LogisticRegression(C=2.0).fit(X, y)
+    cases = {"labels": (X, 1 - y, None), "rows": (X + 0.3, y, None),
+             "weights": (X, y, rng.uniform(0.1, 5, 200))}
+    for what, (Xc, yc, sw) in cases.items():
+        with pytest.warns(UserWarning, match="do not look like the data this estimator was fitted on"):
+            lo.from_sklearn(est, Xc, yc, sample_weight=sw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = LogisticRegression(C=2.0, max_iter=3).fit(X, y)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        lo.from_sklearn(short, X, y)
+    texts = [str(w.message) for w in got]
+    assert any("not fully converged" in t for t in texts) and not any("do not look like" in t for t in texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo.from_sklearn(est, X, y)          # the right data: no warning at all

@@ -23,14 +23,44 @@ _SM_SUPPORTED = ("GLM with Binomial/logit, Gaussian/identity or Poisson/log (fre
                  "and exposure allowed), Logit, OLS")
 
 
-def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol, offset=None, classes=None):
+def _sklearn_converged(est) -> bool:
+    n_iter = getattr(est, "n_iter_", None)
+    max_iter = getattr(est, "max_iter", None)
+    return n_iter is None or max_iter is None or int(np.max(np.atleast_1d(n_iter))) < max_iter
+
+
+def _statsmodels_converged(results) -> bool:
+    flag = getattr(results, "converged", None)
+    if flag is None:
+        flag = getattr(results, "mle_retvals", {}).get("converged", True)
+    return bool(flag)
+
+
+def _refine(glm, X, y, sample_weight, theta0, tol_moved, who, tol, offset=None, classes=None, exact=None,
+            converged=True):
+    """Refit ``glm`` from the estimator's coefficients to the certified tolerance; say whether
+    they had not converged, or belong to other data (``exact``: refuse a larger move).
+
+    An estimator that reports convergence leaves a small gradient of its objective on its own
+    data; a relative gradient above 1e-3 at its coefficients means the data differ."""
     glm.tol = tol
     if classes is not None:
         glm.fit(X, y, sample_weight=sample_weight, init=theta0, classes=classes)
     else:
         glm.fit(X, y, sample_weight=sample_weight, init=theta0, offset=offset)
     moved = float(np.max(np.abs(glm.theta_ - theta0)) / max(1.0, float(np.max(np.abs(theta0)))))
-    if moved > tol_moved:
+    if exact is not None and moved > exact:
+        raise ValueError(f"{who}: the refitted coefficients differ from the estimator's by {moved:.1e} (relative); "
+                         "is alpha the one of the fit, and was it ridge (L1_wt=0) on these data?")
+    # the relative gradient of this objective at the estimator's coefficients: a converged fit
+    # of these data leaves it near the estimator's tolerance, other data leave it large
+    obj = glm.objective_
+    start = float(np.max(np.abs(obj.gradient(theta0)))) / obj.scale
+    if converged and start > 1e-3 and moved > tol_moved:
+        warnings.warn(f"{who}: X / y / sample_weight do not look like the data this estimator was fitted on "
+                      f"(its coefficients leave a relative gradient of {start:.1e} here; refitting moved them "
+                      f"by {moved:.1e}); the attribution is for the data given", UserWarning, stacklevel=3)
+    elif moved > tol_moved:
         warnings.warn(f"{who}: refining to the certified optimum moved the coefficients by {moved:.1e} "
                       f"(relative), more than the solver tolerance {tol_moved:g}; the estimator was not "
                       "fully converged", UserWarning, stacklevel=3)
@@ -100,7 +130,8 @@ def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attr
             theta0 = (W @ sum_to_zero_basis(n_classes)).T.ravel()
             est_tol = float(getattr(estimator, "tol", 1e-4) or 1e-4)
             return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5),
-                           f"from_sklearn({name})", tol, classes=estimator.classes_)
+                           f"from_sklearn({name})", tol, classes=estimator.classes_,
+                           converged=_sklearn_converged(estimator))
         glm = GLM("logistic", l2=l2, penalty="fixed", fit_intercept=fit_intercept)
     elif name == "LinearRegression":
         glm = GLM("squared", l2=0.0, penalty="fixed", fit_intercept=fit_intercept)
@@ -116,11 +147,43 @@ def from_sklearn(estimator, X, y, sample_weight=None, tol: float = 1e-9) -> Attr
         raise ValueError(f"from_sklearn: {name} is not supported; supported: {_SKLEARN_SUPPORTED}")
     theta0 = np.concatenate([coef[0], intercept[:1]]) if fit_intercept else coef[0].copy()
     est_tol = float(getattr(estimator, "tol", 1e-4) or 1e-4)
-    return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5), f"from_sklearn({name})", tol)
+    return _refine(glm, X, y, sample_weight, theta0, max(10 * est_tol, 1e-5), f"from_sklearn({name})", tol,
+                   converged=_sklearn_converged(estimator))
 
 
-def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
+def _penalty_of(results, alpha, mname):
+    """``(l2, penalty)`` of statsmodels results; penalised fits are refused unless mappable."""
+    kind = type(getattr(results, "_results", results)).__name__
+    if kind.startswith("L1"):
+        raise ValueError(f"from_statsmodels: L1-penalised results ({kind}, from fit_regularized) are not "
+                         "supported: IF, RIF and NS need a smooth objective; refit without the L1 penalty")
+    if kind.startswith("Regularized"):
+        if alpha is None:
+            raise ValueError("from_statsmodels: results of fit_regularized do not record their penalty; for a "
+                             "ridge fit (L1_wt=0) pass its alpha: from_statsmodels(results, alpha=...)")
+        if mname == "GLM" and type(results.model.family).__name__ == "Gaussian":
+            raise ValueError("from_statsmodels: a Gaussian GLM's fit_regularized profiles out the scale, so its "
+                             "objective is not a penalised squared loss; use OLS(...).fit_regularized or lo.GLM")
+        if not (np.ndim(alpha) == 0 and np.isfinite(alpha) and alpha >= 0):
+            raise ValueError("from_statsmodels: alpha must be one finite number >= 0 (the same penalty on "
+                             "every coefficient)")
+        # statsmodels minimises -loglike/n + (alpha/2)|params|^2 (L1_wt=0): the mean-loss
+        # ("per_sample") convention with every coefficient, the constant column too, penalised
+        return float(alpha), "per_sample"
+    if alpha is not None:
+        raise ValueError(f"from_statsmodels: alpha= is for results of fit_regularized; {mname} results are "
+                         "unpenalised")
+    return 0.0, "fixed"
+
+
+def from_statsmodels(results, tol: float = 1e-9, alpha=None) -> Attribution:
     """Attribution for fitted statsmodels ``GLM``, ``Logit`` or ``OLS`` results (unpenalised).
+
+    Ridge results of ``fit_regularized(alpha=a, L1_wt=0)`` need ``alpha=a`` (statsmodels does
+    not keep it); they map to ``GLM(l2=a, penalty="per_sample")`` with every coefficient
+    penalised, statsmodels' objective ``-loglike/n + (a/2)|params|^2``, and the refined
+    coefficients must match the results' (1e-3 relative: a wrong alpha is refused; statsmodels
+    solves to about 1e-5 by default). L1-penalised results are refused.
 
     The design is the model's ``exog`` as it is (an intercept is a constant column there, so
     ``fit_intercept=False`` here); ``GLM`` ``freq_weights`` become sample weights and
@@ -164,7 +227,8 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
         raise ValueError(f"from_statsmodels: {mname} is not supported; supported: {_SM_SUPPORTED}")
     if family == "logistic" and not np.all(np.isin(y, (0.0, 1.0))):
         raise ValueError("from_statsmodels: logistic outcomes must be 0/1")
-    glm = GLM(family, l2=0.0, penalty="fixed", fit_intercept=False)
+    l2, penalty = _penalty_of(results, alpha, mname)
+    glm = GLM(family, l2=l2, penalty=penalty, fit_intercept=False)
     if family == "logistic":
         y = np.where(y == 1.0, 1, 0)
     names = getattr(model, "exog_names", None)
@@ -176,4 +240,5 @@ def from_statsmodels(results, tol: float = 1e-9) -> Attribution:
         index = pd.RangeIndex(X.shape[0]) if rows is None or len(rows) != X.shape[0] else rows
         X = pd.DataFrame(X, columns=[str(c) for c in names], index=index)
     return _refine(glm, X, y, weights, np.asarray(results.params, dtype=np.float64), 1e-5,
-                   f"from_statsmodels({mname})", tol, offset)
+                   f"from_statsmodels({mname})", tol, offset, exact=1e-3 if l2 > 0 else None,
+                   converged=_statsmodels_converged(results))

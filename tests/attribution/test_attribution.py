@@ -203,6 +203,11 @@ class TestBadInput:
         T = np.flatnonzero(self.y == 1)
         with pytest.raises(ValueError, match="one class"):
             self.att.retrain(T)
+        # the Newton step refuses the same set with the same message (it returned a number)
+        with pytest.raises(ValueError, match="T removes every sample of one class; the refit is undefined"):
+            self.att.delta(T, "ns")
+        with pytest.raises(ValueError, match="one class"):
+            self.att.effect(T, SelfLoss(), "ns")
 
     def test_leverage_one_is_reported_with_its_index(self):
         # give sample 4 the curvature weight that makes h_4 = w_4 x_4^T H^-1 x_4 exactly 1

@@ -275,3 +275,14 @@ def test_from_sklearn_multinomial_matches_sklearn():
     est = sklearn.LogisticRegression(C=0.5).fit(X, labels)
     with pytest.raises(ValueError, match="class 'd' does not occur in y"):
         lo.from_sklearn(est, X[labels != "d"], labels[labels != "d"])
+
+
+def test_newton_step_refuses_a_set_that_empties_a_class():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 3))
+    y = rng.choice(["a", "b", "c"], 60)
+    att = lo.Attribution(lo.GLM(family="multinomial", l2=1.0).fit(X, y))
+    T = np.flatnonzero(y == "b")
+    for method in ("ns", "retrain"):
+        with pytest.raises(ValueError, match="T removes every sample of class 'b'"):
+            att.delta(T, method)

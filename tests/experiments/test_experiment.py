@@ -138,6 +138,29 @@ def test_different_config_is_refused(data_file, tmp_path):
     assert open(os.path.join(out, "results.csv")).read() == before
 
 
+def test_a_mistyped_dataset_writes_nothing_and_blocks_nothing(data_file, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["reproduce", "digits", "--out", str(out), "--quiet"]) == 1
+    assert "digits" in capsys.readouterr().err
+    assert not out.exists()                       # nothing written before the inputs are valid
+    assert main(["reproduce", str(tmp_path / "absent.npz"), "--out", str(out), "--quiet"]) == 1
+    assert not out.exists()
+
+
+def test_a_folder_with_a_config_but_no_finished_set_accepts_other_settings(data_file, tmp_path):
+    out = tmp_path / "res"
+    out.mkdir()
+    stale = small_config(data_file, figures=(1,), sizes=3).to_json()
+    (out / "config.json").write_text(json.dumps({"config": stale, "l2": {}, "test_index": {}, "n": {}, "d": {}}))
+    (out / "removal_sets.jsonl").write_text('{"dataset": "x", "strategy": "random", "k": 1, "indices": [0]}\n')
+    said = []
+    Runner(small_config(data_file, figures=(1,), sizes=1), str(out), progress=False, log=said.append).run()
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["sizes"] == 1 and any("finished no set" in m for m in said)
+    assert '"dataset": "x"' not in (out / "removal_sets.jsonl").read_text()
+    assert len(read_rows(str(out))) == 7 * 1 * 3
+
+
 def test_summary_statistics_against_hand_computation():
     rng = np.random.default_rng(0)
     a = rng.normal(size=30)

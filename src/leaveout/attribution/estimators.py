@@ -222,6 +222,8 @@ class GLMEstimators:
         """``(G, system)``: ``G = sum_{i in T} g_i`` and ``system.apply(Y) = H_{-T}^{-1} Y``
         (Woodbury on the factor of ``H - C_T M``); the last one is remembered."""
         def build():
+            # the same refusal as the retrain's: a set that leaves the refit undefined
+            self.check_weights_left(self.design.zeroed(self.s, T))
             C = float(self.design.gather(self.c, T).sum())
             return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C)
         return self.curvature.remembered(T.tobytes(), build) if cache else build()

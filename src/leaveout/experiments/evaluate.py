@@ -47,16 +47,21 @@ def evaluate_batch(tasks, att=None, metrics=None):
         att, metrics = WORK["att"], WORK["metrics"]
     deltas, systems, Ts = [], [], []
     for _key, T in tasks:
-        G, system = att.newton_system(T, cache=False)
-        d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": system.apply(G)}
-        system.compact()          # from here on only a preconditioner: float32 halves its memory
+        d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif")}
+        try:
+            G, system = att.newton_system(T, cache=False)
+        except ValueError:       # e.g. the set removes a whole class: no Newton step, no refit
+            d["ns"], system = np.full(att.theta.size, np.nan), None
+        else:
+            d["ns"] = system.apply(G)
+            system.compact()      # from here on only a preconditioner: float32 halves its memory
         deltas.append(d)
-        systems.append((G, system))
+        systems.append(None if system is None else (G, system))
         Ts.append(T)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            refits = att.retrain_many(Ts, systems=systems)
+            refits = att.retrain_many(Ts, systems=None if None in systems else systems)
         except ValueError:   # e.g. a set removes a whole class: retrain them one by one
             refits = []
             for T in Ts:

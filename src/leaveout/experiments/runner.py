@@ -134,6 +134,13 @@ class Runner:
                     saved = json.load(fh)
             except (OSError, ValueError) as exc:
                 raise RunError(f"{path} is unreadable ({exc}); use a new --out folder") from None
+            if saved.get("config") != wanted and self._finished_nothing():
+                # a config without a finished set (e.g. a run stopped at once): nothing to keep
+                self.log(f"--out {out!r}: replacing the settings of a run that finished no set")
+                sets = os.path.join(out, "removal_sets.jsonl")
+                if os.path.exists(sets):
+                    os.unlink(sets)
+                saved = {"config": wanted, "l2": {}, "test_index": {}, "n": {}, "d": {}}
             if saved.get("config") != wanted:
                 diff = sorted(k for k in set(wanted) | set(saved.get("config", {}))
                               if wanted.get(k) != saved.get("config", {}).get(k))
@@ -144,6 +151,10 @@ class Runner:
             self.meta = {"config": wanted, "l2": {}, "test_index": {}, "n": {}, "d": {}}
         self.meta["versions"] = _versions()
         self._save_meta()
+
+    def _finished_nothing(self) -> bool:
+        """True when the folder holds no finished removal set and no poisoning row."""
+        return not self.results.load() and not self.poison.load()
 
     def _save_meta(self):
         atomic_write(os.path.join(self.out, "config.json"), json.dumps(self.meta, indent=1) + "\n")
@@ -167,9 +178,9 @@ class Runner:
 
     def run(self):
         t0 = time.perf_counter()
-        self._prepare_folder()
         cfg = self.config
-        data = self._load()
+        data = self._load()          # every input checked before anything is written
+        self._prepare_folder()
         done = {(r["dataset"], r["strategy"], r["k"]) for r in self.results.load()}
         problems = []
         if 1 in cfg.figures or 4 in cfg.figures:
