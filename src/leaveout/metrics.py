@@ -17,7 +17,7 @@ import numpy as np
 
 from ._validation import show
 
-__all__ = ["Metric", "TestPrediction", "TestLoss", "SelfLoss", "Coefficient", "Logit",
+__all__ = ["Metric", "TestPrediction", "TestLoss", "SelfLoss", "Coefficient", "Contrast", "Logit",
            "select_test_subset"]
 
 
@@ -27,6 +27,8 @@ class Metric:
     name = "metric"
     #: True when the gradient vanishes at the fit and the linear effect is quadratic.
     quadratic = False
+    #: True for ``phi^T theta`` with a constant ``phi`` (a standard error is then defined).
+    linear = False
 
     def value(self, model, theta) -> float:
         raise NotImplementedError
@@ -215,6 +217,8 @@ class Coefficient(Metric):
     ``"C(g)[T.b]"`` for a model fitted on a table or a formula) or ``"intercept"``; for the
     multinomial family ``coef_[label, j]`` (``label`` is then required)."""
 
+    linear = True
+
     def __init__(self, j, label=None):
         self.j = j
         self.label = label
@@ -257,10 +261,33 @@ class Coefficient(Metric):
         return float(self.gradient(model, theta) @ np.asarray(theta))
 
 
+class Contrast(Metric):
+    """A linear combination of coefficients, ``sum_j c_j coef_j``: ``Contrast({"x1": 1, "x2":
+    -1})`` by name (or position, or ``"intercept"``); single-response families."""
+
+    linear = True
+
+    def __init__(self, weights: dict):
+        if not isinstance(weights, dict) or not weights:
+            raise ValueError("Contrast needs a non-empty dict {coefficient: weight}")
+        self.weights = dict(weights)
+        self.name = " + ".join(f"{w:g}*{k}" for k, w in self.weights.items())
+
+    def gradient(self, model, theta):
+        g = np.zeros(model.theta_.size)
+        for j, w in self.weights.items():
+            g += float(w) * Coefficient(j).gradient(model, theta)
+        return g
+
+    def value(self, model, theta):
+        return float(self.gradient(model, theta) @ np.asarray(theta))
+
+
 class Logit(_TestRows):
     """Sum of the linear predictors ``x^T theta`` over the given rows (linear in theta)."""
 
     name = "logit"
+    linear = True
 
     def __init__(self, X):
         super().__init__(X, None)

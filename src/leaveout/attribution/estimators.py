@@ -265,10 +265,18 @@ class GLMEstimators:
         q = self.curvature.solve(phi)
         return self.r * self.design.matvec(q) + self.s * float(self.b @ q)
 
-    def rif_scores(self, phi):
-        """``<phi, RIF_i>`` for every sample: one solve and one pass over X per share."""
+    def rif_scores(self, phi, on_singular: str = "raise"):
+        """``<phi, RIF_i>`` for every sample: one solve and one pass over X per share.
+
+        A sample with leverage 1 (removing it leaves H singular) raises LeverageError, or
+        with ``on_singular="nan"`` gets NaN (e.g. an audit that must not remove it)."""
         a = self.rif_leverage
-        self.check_leverage(a)
+        bad = None
+        if on_singular == "nan":
+            bad = np.asarray(a) >= _LEVERAGE_ONE
+            a = np.where(bad, 0.0, a)
+        else:
+            self.check_leverage(a)
 
         def part(cv):
             Fc, t = self.curvature.shift(cv)
@@ -279,7 +287,8 @@ class GLMEstimators:
             num = self.r + self.s * self.w * XQ[:, 1]
             return num / (1.0 - a) * XQ[:, 0] + self.s * float(phi @ t)
 
-        return self.by_share(part)
+        out = self.by_share(part)
+        return out if bad is None or not bad.any() else np.where(bad, np.nan, out)
 
     # ------------------------------------------------------------ refits
     def check_weights_left(self, s):

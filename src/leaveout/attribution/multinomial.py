@@ -206,7 +206,7 @@ class BlockEstimators(GLMEstimators):
         q = self.curvature.solve(phi)
         return np.einsum("na,na->n", self.r, self._gather_all(q)) + self.s * float(self.b @ q)
 
-    def rif_scores(self, phi):
+    def rif_scores(self, phi, on_singular: str = "raise"):
         """One solve and one pass over X after the leverage blocks."""
         idx = np.arange(self.n_samples)
         alpha = self.rif_coef(idx)

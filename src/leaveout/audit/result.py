@@ -1,0 +1,161 @@
+"""The answer of an audit: which rows, how many, and what the verified refit says."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["AuditResult"]
+
+
+@dataclass
+class AuditResult:
+    """Result of :func:`leaveout.audit.audit`.
+
+    Attributes
+    ----------
+    quantity, target, method : str
+    se_kind : str or None
+        The standard error used (``"HC1, clustered"``, ...), None for targets without one.
+    alpha, z : float
+    original : dict
+        ``{"value", "se"}`` at the full fit.
+    k, n : int
+        Rows removed and rows fitted.
+    fraction : float
+        ``k / n``.
+    reached : bool
+        Whether the certified refit without ``rows`` reaches the target.
+    positions : list of int
+        The removed rows (0-based positions in the training rows).
+    rows : list
+        The removed rows by id (the training table's index), or positions when there is none.
+    refit : dict
+        ``{"value", "se", "se_full_n"}`` of the refit without ``rows``; ``se_full_n`` keeps the
+        full-data n in the SE's small-sample factors, as zaminfluence's refits do.
+    one_shot : dict
+        ``{"k", "predicted"}``: zaminfluence's one-shot count and its predicted value.
+    path : list of (k, value, se)
+        The refits along the search (for a plot).
+    note : str or None
+        Why the target was not reached ("not reached within ...").
+    """
+
+    quantity: str
+    target: str
+    method: str
+    se_kind: str | None
+    alpha: float
+    z: float
+    original: dict
+    k: int
+    n: int
+    fraction: float
+    reached: bool
+    positions: list
+    rows: list
+    refit: dict
+    one_shot: dict
+    path: list = field(default_factory=list)
+    note: str | None = None
+    refits: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def build(cls, att, quantity, target, method, se_kind, clustered, rows, fit, base, reached, one_shot,
+              path, note, max_rows, refits, seconds):
+        n = int(np.count_nonzero(np.asarray(att.model.objective_.s) > 0))
+        ids = att.row_ids
+        labels = [(_plain(ids[i]) if ids is not None else int(i)) for i in rows]
+        se_full = fit.snap.se
+        if fit.calc is not None and rows:
+            se_full = fit.snap.se * _full_n_factor(fit.calc, n)
+        k1, pred1 = one_shot
+        if note is not None and not reached:
+            note = f"not reached within {max_rows} rows ({max_rows / n:.1%} of {n}): {note}"
+        return cls(
+            quantity=getattr(quantity, "name", type(quantity).__name__), target=target.name, method=method,
+            se_kind=None if se_kind is None else se_kind + (", clustered" if clustered else ""),
+            alpha=target.alpha, z=target.z,
+            original={"value": base.snap.value, "se": _num(base.snap.se)},
+            k=len(rows), n=n, fraction=len(rows) / n, reached=bool(reached), positions=[int(i) for i in rows],
+            rows=labels, refit={"value": fit.snap.value, "se": _num(fit.snap.se), "se_full_n": _num(se_full)},
+            one_shot={"k": None if k1 is None else int(k1), "predicted": _num(pred1)},
+            path=[(int(k), float(v), _num(s)) for k, v, s in path], note=note, refits=refits, seconds=seconds)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (``fraction`` and ``rows`` as the CLI's ``--json``)."""
+        return asdict(self)
+
+    def to_frame(self):
+        """The path as a DataFrame: rows removed, refit value, SE and interval ends."""
+        import pandas as pd
+        df = pd.DataFrame(self.path, columns=["k", "value", "se"])
+        df["lower"] = df["value"] - self.z * df["se"]
+        df["upper"] = df["value"] + self.z * df["se"]
+        return df
+
+    def __str__(self):
+        o, r = self.original, self.refit
+        se = f" ({o['se']:.6g})" if o["se"] is not None else ""
+        rse = f" ({r['se']:.6g})" if r["se"] is not None else ""
+        head = (f"{self.quantity}: {o['value']:.6g}{se}; target {self.target}"
+                + (f" at alpha={self.alpha:g}, se {self.se_kind}" if self.se_kind else "") + f"; method {self.method}")
+        if self.reached:
+            body = (f"reached by removing {self.k} of {self.n} rows ({self.fraction:.3%}): refit {r['value']:.6g}{rse}"
+                    f"\nrows: {', '.join(map(str, self.rows[:20]))}" + (" ..." if self.k > 20 else ""))
+        else:
+            body = self.note or "not reached"
+        one = self.one_shot
+        tail = (f"one-shot (zaminfluence): {one['k']} rows, predicted {one['predicted']:.6g}"
+                if one["k"] is not None else "one-shot (zaminfluence): not reachable")
+        return "\n".join([head, body, tail, f"{self.refits} certified refits, {self.seconds:.1f} s"])
+
+    def plot(self, path=None):
+        """Value +- z SE against rows removed along the search, with the one-shot prediction.
+        Returns the matplotlib Figure (saved to ``path`` when given)."""
+        import matplotlib
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        df = self.to_frame()
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.plot(df["k"], df["value"], "o-", color="tab:blue", label=f"refit ({self.method})")
+        if df["se"].notna().any():
+            ax.fill_between(df["k"], df["lower"], df["upper"], color="tab:blue", alpha=0.2,
+                            label=f"value ± {self.z:.2f}·SE")
+        one = self.one_shot
+        if one["k"] is not None and one["predicted"] is not None:
+            ax.plot([0, one["k"]], [self.original["value"], one["predicted"]], "s--", color="tab:orange",
+                    label="one-shot prediction")
+        ax.axhline(0.0, color="0.4", lw=0.8)
+        ax.set_xlabel("rows removed")
+        ax.set_ylabel(self.quantity)
+        ax.set_title(f"{self.quantity}: target {self.target}" + (" (reached)" if self.reached else " (not reached)"),
+                     fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _full_n_factor(calc, n_full):
+    """SE ratio when the small-sample factor keeps the full-data n (zaminfluence's refits)."""
+    n, p = calc.n, calc.p
+    if calc.kind == "nonrobust" and calc.squared:
+        return float(np.sqrt((n - p) / (n_full - p)))
+    if calc.kind == "HC1":
+        if calc.groups is not None:
+            return float(np.sqrt(((n_full - 1) / (n_full - p)) / ((n - 1) / (n - p))))
+        return float(np.sqrt((n_full / (n_full - p)) / (n / (n - p))))
+    return 1.0
+
+
+def _num(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else x

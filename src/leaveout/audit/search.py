@@ -1,0 +1,322 @@
+r"""The fewest rows whose removal changes a conclusion, found and verified by refits.
+
+Methods (``method=``):
+
+* ``"one-shot"``: zaminfluence's rule (Broderick, Giordano and Meager, "An automatic finite-
+  sample robustness metric", 2020-2023). Rank the rows by their influence on the signal
+  (IF, and the exact derivative of the SE), add the helpful ones in order until the
+  interpolated cumulative sum reaches the signal, ``k = ceil(interp(|signal|, [0, cumsum],
+  [0..m]))``, and refit once without those k rows.
+* ``"rif"``: the same with RIF in place of IF for the quantity's own change.
+* ``"adaptive"`` (default): remove rows in small batches chosen by their current RIF scores on
+  the signal, refit (certified, warm-started), re-score on the new fit, and repeat until the
+  refit reaches the target; then put back, one at a time with a refit each, every row the
+  target does not need. For significance targets rows are ranked both by the interval end
+  (as zaminfluence) and by the t statistic (as Kuschnig, Zens and Crespo Cuaresma, 2021),
+  and the smaller verified set is kept. This is the greedy re-ranking that Kuschnig et al.
+  and Huang, Burt, Shen, Nguyen and Broderick (TMLR 2025) show finds far smaller sets than
+  one-shot rankings.
+
+Every reported set is verified by a certified refit on exactly the kept rows. A search that
+does not reach the target within ``max_fraction`` of the rows (or ``time_limit`` seconds)
+says so and reports the best set it refitted; nothing is claimed that was not refitted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from ..attribution import Attribution
+from ..exceptions import ConvergenceWarning
+from .result import AuditResult
+from .se import SECalculator
+from .targets import TARGETS, Snapshot, Target
+
+__all__ = ["audit", "METHODS"]
+
+METHODS = ("adaptive", "one-shot", "rif")
+#: one-row steps refit this many candidates when refits are cheap (n * p below CHEAP)
+SHORTLIST, CHEAP = 8, 2_000_000
+
+
+class _Fit:
+    """A fit (the original one or a refit without some rows) seen through the quantity."""
+
+    def __init__(self, model, metric, se_kind, groups, needs_se, att=None):
+        self.model = model
+        self.att = att if att is not None else Attribution(model)
+        self.metric = metric
+        theta = model.theta_
+        value = float(metric.value(model, theta))
+        self.calc = SECalculator(self.att, se_kind, groups) if needs_se else None
+        self.phi = np.asarray(metric.gradient(model, theta), dtype=np.float64)
+        se = self.calc.se(self.phi) if self.calc is not None else float("nan")
+        self.snap = Snapshot(value, se)
+
+    def changes(self, method):
+        """Per-row predicted changes ``(delta f, delta se)`` when each row alone is removed;
+        NaN for a row whose removal alone leaves the Hessian singular (it is never chosen)."""
+        if method == "one-shot" or self.metric.quadratic:
+            df = np.asarray(self.att.scores(self.metric, "if" if method == "one-shot" else "rif"))
+        else:
+            phi = np.asarray(self.metric.gradient(self.model, self.model.theta_), dtype=np.float64)
+            df = np.asarray(self.att.estimators.rif_scores(phi, on_singular="nan"))
+        dse = -np.asarray(self.calc.gradient(self.phi)) if self.calc is not None else np.zeros_like(df)
+        return df, dse
+
+
+def _one_shot_count(signal, scores, alive):
+    """zaminfluence's count: helpful rows (moving the signal towards zero) by size, and the
+    interpolated point where their cumulative change reaches ``|signal|``; ``(k, order)``,
+    with k None when all helpful rows together fall short."""
+    ok = np.isfinite(scores)
+    helpful = np.flatnonzero(alive & ok & (np.sign(np.where(ok, scores, 0)) == -np.sign(signal)) & (scores != 0))
+    order = helpful[np.argsort(-np.abs(scores[helpful]), kind="stable")]
+    csum = np.concatenate([[0.0], np.cumsum(np.abs(scores[order]))])
+    if csum[-1] < abs(signal):
+        return None, order
+    return max(1, int(math.ceil(np.interp(abs(signal), csum, np.arange(csum.size)) - 1e-12))), order
+
+
+class _Search:
+    def __init__(self, att, first, metric, target, se_kind, groups, max_rows, deadline, progress):
+        self.att0, self.first, self.metric, self.target = att, first, metric, target
+        self.se_kind, self.groups = se_kind, groups
+        self.max_rows, self.deadline, self.progress = max_rows, deadline, progress
+        self.n = att.n_samples
+        self.cheap = att.n_samples * att.theta.size <= CHEAP
+        self.refits = 0
+        self.path = []
+
+    def fit(self, T):
+        """The certified refit without ``T`` seen through the quantity (None: no valid refit)."""
+        if len(T) == 0:
+            return self.base
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            try:
+                refit = self.att0.retrain(np.sort(np.asarray(T)))
+            except ValueError:              # the set leaves the refit undefined (a class emptied)
+                return None
+        self.refits += 1
+        if not refit.converged_:
+            return None
+        try:
+            return _Fit(refit, self.metric, self.se_kind, self.groups, self.first.calc is not None)
+        except ValueError:                  # e.g. a singular Hessian, one cluster left
+            return None
+
+    def record(self, T, fit):
+        self.path.append((len(T), fit.snap.value, fit.snap.se))
+
+    def start(self):
+        self.base = self.first
+        self.path = [(0, self.base.snap.value, self.base.snap.se)]
+        return self.base
+
+    # ------------------------------------------------------------ one-shot
+    def one_shot(self, method):
+        base = self.base
+        df, dse = base.changes(method)
+        signal, _ = self.target.end(base.snap)
+        scores = self.target.scores(base.snap, df, dse)
+        k, order = _one_shot_count(signal, scores, np.asarray(base.model.objective_.s) > 0)
+        predicted = float(base.snap.value + df[order[:k]].sum()) if k else float("nan")
+        return k, order, predicted
+
+    # ------------------------------------------------------------ adaptive
+    def _signal(self, snap, ranking):
+        return self.target.t_signal(snap) if ranking == "t" else self.target.end(snap)[0]
+
+    def adaptive(self, ranking):
+        """Greedy re-ranking: each step removes the top rows whose predicted change covers at
+        most half of the remaining signal (at least one, at most an eighth of the rows removed
+        so far), refits, and re-scores. A one-row
+        step on a cheap problem refits the top ``SHORTLIST`` candidates and keeps the best."""
+        removed = []
+        cur = self.base
+        while True:
+            if time.monotonic() > self.deadline:
+                return removed, cur, None, "time limit"
+            room = self.max_rows - len(removed)
+            if room <= 0:
+                return removed, cur, None, "row budget"
+            alive = np.asarray(cur.model.objective_.s) > 0
+            df, dse = cur.changes("rif")
+            signal = self._signal(cur.snap, ranking)
+            scores = self.target.scores(cur.snap, df, dse, ranking)
+            _k, order = _one_shot_count(signal, scores, alive)
+            if order.size == 0:
+                return removed, cur, None, "no row moves the quantity further"
+            # at most half the remaining signal by prediction, and at most an eighth more rows
+            # than removed so far (predictions that fall short must not empty the budget)
+            covered = np.cumsum(np.abs(scores[order]))
+            half = int(np.searchsorted(covered, 0.5 * abs(signal), side="right"))
+            step = max(1, min(half, room, len(removed) // 8))
+            if step == 1 and self.cheap:
+                trial, fit = self._best_single(removed, order[:SHORTLIST], ranking, signal)
+            else:
+                trial = removed + [int(i) for i in order[:step]]
+                fit = self.fit(trial)
+                if fit is None and step > 1:          # an invalid refit: fall back to one row
+                    trial, fit = self._best_single(removed, order[:SHORTLIST], ranking, signal)
+            if fit is None:
+                return removed, cur, None, "no valid refit"
+            removed, cur = trial, fit
+            self.record(removed, cur)
+            if self.progress is not None:
+                self.progress(len(removed))
+            if self.target.reached(cur.snap):
+                return removed, cur, (removed, cur), None
+
+    def _best_single(self, removed, candidates, ranking, signal):
+        """Refit without each candidate row; the one that reaches the target, else the one
+        that moves the signal furthest."""
+        best, best_fit, best_key = None, None, np.inf
+        for i in candidates:
+            trial = removed + [int(i)]
+            fit = self.fit(trial)
+            if fit is None:
+                continue
+            key = -np.inf if self.target.reached(fit.snap) else np.sign(signal) * self._signal(fit.snap, ranking)
+            if key < best_key:
+                best, best_fit, best_key = trial, fit, key
+            if key == -np.inf:
+                break
+        return best, best_fit
+
+    def prune(self, removed, fit):
+        """Put back, one by one (least helpful first, each with a refit), every row the target
+        does not need."""
+        keep = list(removed)
+        for i in reversed(list(removed)):
+            if time.monotonic() > self.deadline or len(keep) == 1:
+                break
+            trial = [j for j in keep if j != i]
+            f = self.fit(trial)
+            if f is not None and self.target.reached(f.snap):
+                keep, fit = trial, f
+        return keep, fit
+
+
+def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=None, method: str = "adaptive",
+          alpha: float = 0.05, value: float = 0.0, max_fraction: float = 0.1, time_limit=None,
+          progress: bool = False) -> AuditResult:
+    """The fewest rows whose removal changes a conclusion about ``quantity``, verified by refits.
+
+    Parameters
+    ----------
+    att : Attribution or GLM
+        The fitted model (a GLM is wrapped in an Attribution).
+    quantity : Metric
+        A coefficient (:class:`~leaveout.metrics.Coefficient`, by name or position), a
+        linear contrast (:class:`~leaveout.metrics.Contrast`), a test prediction or loss, or
+        for ``target="flip"`` the logit of one test row (:class:`~leaveout.metrics.Logit`).
+    target : {"sign", "significance", "opposite", "flip"}
+        See :mod:`leaveout.audit.targets`. Significance targets need a linear quantity.
+    se : {"nonrobust", "HC0", "HC1"}
+        Standard error for significance targets (:mod:`leaveout.audit.se`).
+    cluster : array-like of shape (n_samples,), optional
+        Cluster labels for a cluster-robust SE.
+    method : {"adaptive", "one-shot", "rif"}
+    alpha : float
+        Two-sided level; the critical value is the normal one.
+    value : float
+        ``sign`` target: the value to cross (default 0).
+    max_fraction : float
+        At most this fraction of the rows is removed.
+    time_limit : float, optional
+        Seconds for the search (the best verified set so far is reported when it runs out).
+    progress : bool
+        Show a progress bar (tqdm) over removed rows.
+
+    Returns
+    -------
+    AuditResult
+    """
+    from ..glm import GLM
+    if isinstance(att, GLM):
+        att = Attribution(att)
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not supported; choose one of {list(METHODS)}")
+    if not (isinstance(max_fraction, (int, float)) and 0 < max_fraction <= 1):
+        raise ValueError(f"max_fraction must be a number in (0, 1], got {max_fraction!r}")
+    model = att.model
+    n_rows = int(np.count_nonzero(np.asarray(model.objective_.s) > 0))
+    max_rows = max(1, int(math.floor(max_fraction * n_rows)))
+    deadline = time.monotonic() + (float(time_limit) if time_limit is not None else float("inf"))
+    t0 = time.perf_counter()
+    if target in ("significance", "opposite") and not _is_linear(quantity):
+        raise ValueError(f"target={target!r} needs a linear quantity with a standard error (a Coefficient "
+                         "or a Contrast)")
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is not supported; choose one of {list(TARGETS)}")
+    groups = None if cluster is None else np.asarray(cluster)
+    # an SE is computed whenever it is defined (reported next to the value), required when asked
+    want_se = target in ("significance", "opposite") or (_is_linear(quantity) and _se_defined(model))
+    first = _Fit(model, quantity, se, groups, want_se, att=att)
+    tgt = Target(target, first.snap, alpha, value)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=max_rows, desc="audit", unit="row", leave=False)
+    search = _Search(att, first, quantity, tgt, se, groups, max_rows, deadline,
+                     None if bar is None else (lambda k: bar.update(k - bar.n)))
+    search.start()
+    k1, order1, predicted1 = search.one_shot("one-shot")
+    note = None
+    if method in ("one-shot", "rif"):
+        k, order, _pred = (k1, order1, predicted1) if method == "one-shot" else search.one_shot("rif")
+        if k is None or k > max_rows:
+            rows, fit = [], search.base
+            note = "not reachable by this ranking" if k is None else f"needs {k} rows, over the budget of {max_rows}"
+        else:
+            rows = [int(i) for i in order[:k]]
+            fit = search.fit(rows)
+            if fit is None:
+                rows, fit, note = [], search.base, "the refit without these rows is undefined or did not converge"
+            else:
+                search.record(rows, fit)
+    else:
+        rankings = ("interval", "t") if tgt.needs_se else ("interval",)
+        found = []
+        if k1 is not None and k1 <= max_rows:        # zaminfluence's set, when it works, bounds ours
+            start = [int(i) for i in order1[:k1]]
+            f1 = search.fit(start)
+            if f1 is not None and tgt.reached(f1.snap):
+                found.append((search.prune(start, f1), [(0, first.snap.value, first.snap.se), (k1, f1.snap.value, f1.snap.se)]))
+        for ranking in rankings:
+            _removed, _cur, best, why = search.adaptive(ranking)
+            if best is not None:
+                found.append((search.prune(*best), list(search.path)))
+            elif note is None:
+                note = why
+            search.path = search.path[:1]
+        if found:
+            (rows, fit), search.path = min(found, key=lambda c: len(c[0][0]))
+            search.record(rows, fit)
+            note = None
+        else:
+            rows, fit = [], search.base
+    if bar is not None:
+        bar.close()
+    reached = bool(rows) and tgt.reached(fit.snap)
+    if not reached and note is None:
+        note = "the refit does not reach the target"
+    return AuditResult.build(
+        att=att, quantity=quantity, target=tgt, method=method, se_kind=se if tgt.needs_se else None,
+        clustered=groups is not None, rows=sorted(rows), fit=fit, base=search.base, reached=reached,
+        one_shot=(k1, predicted1), path=search.path, note=None if reached else note, max_rows=max_rows,
+        refits=search.refits, seconds=time.perf_counter() - t0)
+
+
+def _is_linear(metric):
+    return getattr(metric, "linear", False)
+
+
+def _se_defined(model):
+    return model.family != "multinomial" and (model.penalty == "fixed" or model.l2 == 0)
