@@ -140,7 +140,8 @@ def test_dask_is_imported_only_when_a_dask_array_arrives():
 def test_public_api_is_unchanged():
     assert sorted(leaveout.__all__) == sorted([
         "GLM", "Attribution", "metrics", "from_sklearn", "from_statsmodels", "ConvergenceWarning",
-        "ConvergenceError", "SingularHessianError", "LeverageError", "__version__"])
+        "ConvergenceError", "SingularHessianError", "LeverageError", "__version__",
+        "audit", "AuditResult"])                 # added by the audit (#12)
     # the stable import paths that examples and users rely on
     from leaveout.experiment import ReproduceConfig, Runner  # noqa: F401
     from leaveout.losses import sum_to_zero_basis  # noqa: F401
@@ -167,7 +168,7 @@ def test_cli_commands_and_options_are_unchanged():
              "--no-intercept", "-h", "--help"}
     tables = {"--formula", "--target", "--id", "--test", "--test-rows", "--test-fraction", "--seed",
               "--drop-missing"}
-    assert set(opts) == {"-h", "--help", "--version", "fit", "scores", "effect", "reproduce", "datasets"}
+    assert set(opts) == {"-h", "--help", "--version", "fit", "audit", "scores", "effect", "reproduce", "datasets"}
     assert set(opts["fit"]) == model | tables | {"--json"}
     assert set(opts["scores"]) == model | tables | {"--metric", "--out"}
     assert set(opts["effect"]) == model | tables | {"--remove", "--json", "--coef"}

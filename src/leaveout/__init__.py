@@ -14,12 +14,15 @@ from . import metrics
 from ._version import __version__
 from .adapters import from_sklearn, from_statsmodels
 from .attribution import Attribution
+from .audit import AuditResult, audit
 from .exceptions import ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError
 from .glm import GLM
 
 __all__ = [
     "GLM",
     "Attribution",
+    "audit",
+    "AuditResult",
     "metrics",
     "from_sklearn",
     "from_statsmodels",

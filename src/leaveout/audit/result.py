@@ -82,7 +82,8 @@ class AuditResult:
             k=len(rows), n=n, fraction=len(rows) / n, reached=bool(reached), positions=[int(i) for i in rows],
             rows=labels, refit={"value": fit.snap.value, "se": _num(fit.snap.se), "se_full_n": _num(se_full)},
             one_shot={"k": None if k1 is None else int(k1), "predicted": _num(pred1)},
-            path=[(int(k), float(v), _num(s)) for k, v, s in path], note=note, refits=refits, seconds=seconds)
+            path=_dedupe([(int(k), float(v), _num(s)) for k, v, s in path]), note=note, refits=refits,
+            seconds=seconds)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (``fraction`` and ``rows`` as the CLI's ``--json``)."""
@@ -100,6 +101,8 @@ class AuditResult:
         o, r = self.original, self.refit
         se = f" ({o['se']:.6g})" if o["se"] is not None else ""
         rse = f" ({r['se']:.6g})" if r["se"] is not None else ""
+        if r["se"] is not None and r["se_full_n"] is not None and abs(r["se_full_n"] - r["se"]) > 1e-9 * r["se"]:
+            rse += f" [SE {r['se_full_n']:.6g} with the full-data n, as zaminfluence]"
         head = (f"{self.quantity}: {o['value']:.6g}{se}; target {self.target}"
                 + (f" at alpha={self.alpha:g}, se {self.se_kind}" if self.se_kind else "") + f"; method {self.method}")
         if self.reached:
@@ -151,6 +154,14 @@ def _full_n_factor(calc, n_full):
             return float(np.sqrt(((n_full - 1) / (n_full - p)) / ((n - 1) / (n - p))))
         return float(np.sqrt((n_full / (n_full - p)) / (n / (n - p))))
     return 1.0
+
+
+def _dedupe(path):
+    out = []
+    for step in path:
+        if not out or out[-1] != step:
+            out.append(step)
+    return out
 
 
 def _num(x):

@@ -263,7 +263,7 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=max_rows, desc="audit", unit="row", leave=False)
+        bar = tqdm(total=max_rows, desc="audit", unit="row", leave=False, disable=None)
     search = _Search(att, first, quantity, tgt, se, groups, max_rows, deadline,
                      None if bar is None else (lambda k: bar.update(k - bar.n)))
     search.start()

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = ["TARGETS", "Snapshot", "Target"]
 
@@ -47,6 +46,7 @@ class Target:
         if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
             raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
         self.name, self.alpha, self.value = name, float(alpha), float(value)
+        from scipy.stats import norm
         self.z = float(norm.ppf(1 - alpha / 2))
         self.original = original
         self.needs_se = name in ("significance", "opposite")

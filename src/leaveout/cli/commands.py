@@ -144,6 +144,84 @@ def cmd_effect(args):
             print(f"{name:<14} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
 
 
+def cmd_audit(args):
+    from ..audit import audit
+    from ..metrics import Coefficient, Logit
+    prob = load_problem(args)
+    if args.coef is not None:
+        if args.target == "flip":
+            raise UserError("--target flip is for --test-row; a coefficient takes sign, significance or opposite")
+        quantity = _metric(prob, f"coef:{args.coef}", None)
+    else:
+        if args.target != "flip":
+            raise UserError("--test-row goes with --target flip (its predicted class changes)")
+        if prob.model.family != "logistic":
+            raise UserError("--target flip is for --family logistic (a binary predicted class)")
+        quantity = Logit(_test_row(prob, args.test_row))
+        quantity.name = f"logit[test row {args.test_row}]"
+    groups = _clusters(prob, args.cluster)
+    result = audit(prob.att, quantity, target=args.target, se=args.se, cluster=groups, method=args.method,
+                   alpha=args.alpha, max_fraction=args.max_fraction, time_limit=args.time_limit,
+                   progress=not args.quiet and not args.json)
+    if args.out is not None:
+        _write_audit(result, args.out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=_plain))
+    else:
+        print(result)
+
+
+def _test_row(prob, text):
+    """One test row (a one-row table or array) named by id (--id) or position."""
+    X = prob.X_test
+    if X is None:
+        raise UserError("--test-row needs test rows: give --test FILE, --test-rows LIST or --test-fraction F")
+    if hasattr(X, "iloc"):
+        if prob.id_name != "row":
+            hit = [i for i, v in enumerate(X.index.tolist()) if str(v) == text]
+            if not hit:
+                raise UserError(f"--test-row: no test row has the id {text!r}")
+            return X.iloc[[hit[0]]]
+        pos = _position(text, X.shape[0])
+        return X.iloc[[pos]]
+    pos = _position(text, X.shape[0])
+    return X[pos:pos + 1]
+
+
+def _position(text, n):
+    if not text.isdigit() or int(text) >= n:
+        raise UserError(f"--test-row: give a position in 0..{n - 1} among the test rows, got {text!r}")
+    return int(text)
+
+
+def _clusters(prob, column):
+    """Cluster labels of the training rows from a column of DATA."""
+    if column is None:
+        return None
+    if prob.train is None:
+        raise UserError("--cluster needs a table (.csv, .parquet) with that column")
+    if column not in prob.train.columns:
+        raise UserError(f"--cluster: DATA has no column {column!r}")
+    groups = prob.train[column].reindex(prob.model.row_ids_)
+    if groups.isna().any():
+        raise UserError(f"--cluster: column {column!r} has missing values in the rows fitted")
+    return groups.to_numpy()
+
+
+def _write_audit(result, out):
+    """audit.json, rows.csv, path.csv and audit.png in ``out``, each written atomically."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out: {out!r} is a file, not a folder")
+    os.makedirs(out, exist_ok=True)
+    data = result.to_dict()
+    _write_atomic(os.path.join(out, "audit.json"), lambda fh: fh.write(json.dumps(data, indent=2, default=_plain) + "\n"))
+    _write_atomic(os.path.join(out, "rows.csv"), lambda fh: fh.write(
+        "row,position\n" + "".join(f"{r},{p}\n" for r, p in zip(result.rows, result.positions))))
+    _write_atomic(os.path.join(out, "path.csv"), lambda fh: result.to_frame().to_csv(fh, index=False, lineterminator="\n"))
+    fig = result.plot()
+    _write_atomic(os.path.join(out, "audit.png"), lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+
+
 def _plain(x):
     """JSON for numpy scalars (ids read from a table)."""
     return x.item() if hasattr(x, "item") else str(x)
@@ -186,4 +264,4 @@ def cmd_datasets(args):
         print(f"{r['name']:<18} {n:>7} {d:>6} {nt:>7}  {r['source']} ({r['where']})")
 
 
-COMMANDS = {"fit": cmd_fit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}
+COMMANDS = {"fit": cmd_fit, "audit": cmd_audit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}

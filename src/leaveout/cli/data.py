@@ -11,7 +11,7 @@ from .parser import UserError, parse_index_list, parse_list
 
 __all__ = ["Problem", "load_problem"]
 
-TABLE_ONLY = ("formula", "target", "id", "test", "test_rows", "test_fraction")
+TABLE_ONLY = ("formula", "id", "test", "test_rows", "test_fraction")
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Problem:
     ids: object = None                  # tables: training row ids (--id) or DATA row numbers
     id_name: str | None = None
     notes: dict = field(default_factory=dict)   # how the test rows were chosen, dropped rows
+    train: object = None                # tables: the training DataFrame (indexed by row id)
 
     def positions(self, text: str, arg: str) -> np.ndarray:
         """Rows named on the command line: for .npz data 0-based positions; for a table its
@@ -92,7 +93,8 @@ def load_problem(args) -> Problem:
     _check_l2(args)
     if is_table_path(args.data):
         return _load_table(args)
-    given = [f"--{o.replace('_', '-')}" for o in TABLE_ONLY if getattr(args, o, None) is not None]
+    given = [f"--{o.replace('_', '-')}" for o in TABLE_ONLY + (("target",) if args.command != "audit" else ())
+             if getattr(args, o, None) is not None]
     given += ["--drop-missing"] * bool(getattr(args, "drop_missing", False))
     if given:
         raise UserError(f"{given[0]} is for tables (.csv, .parquet); DATA here is {args.data!r}")
@@ -183,7 +185,10 @@ def _load_table(args) -> Problem:
     from ..tables.files import read_table
     if args.test_index is not None:
         raise UserError("--test-index is for .npz data; with a table use --test, --test-rows or --test-fraction")
-    if (args.formula is None) == (args.target is None):
+    response = getattr(args, "target", None) if args.command != "audit" else None
+    if args.command == "audit" and args.formula is None:
+        raise UserError("audit on a table needs --formula \"y ~ ...\"")
+    if (args.formula is None) == (response is None):
         raise UserError("a table needs exactly one of --formula \"y ~ ...\" or --target COLUMN")
     frame = read_table(args.data, "DATA")
     if args.id is not None:
@@ -219,7 +224,7 @@ def _load_table(args) -> Problem:
         notes["dropped_missing"] = int(model.n_dropped_)
     # rows are known by their id (--id) or by their 0-based row number in DATA
     return Problem(model, Attribution(model), len(model.row_ids_), X_test, y_test,
-                   ids=model.row_ids_, id_name=args.id or "row", notes=notes)
+                   ids=model.row_ids_, id_name=args.id or "row", notes=notes, train=train)
 
 
 def _test_column(test, target):

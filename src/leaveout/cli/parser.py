@@ -59,7 +59,7 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _add_model_args(p):
+def _add_model_args(p, response=True):
     p.add_argument("data", metavar="DATA",
                    help=".npz file with X_train, y_train, X_test, y_test; or a table (.csv, .parquet) "
                         "with --formula or --target")
@@ -68,8 +68,9 @@ def _add_model_args(p):
                         "(default: the 50 highest-loss test rows plus 50 others drawn with seed 0)")
     t = p.add_argument_group("tables (.csv, .parquet)")
     t.add_argument("--formula", metavar="F", help='model formula, e.g. "y ~ x1 + C(g) + x1:x2" (formulaic)')
-    t.add_argument("--target", metavar="COLUMN",
-                   help="the response column; every other numeric column is a feature")
+    if response:
+        t.add_argument("--target", metavar="COLUMN",
+                       help="the response column; every other numeric column is a feature")
     t.add_argument("--id", metavar="COLUMN", help="column of row ids (then --remove and --test-rows take ids)")
     t.add_argument("--test", metavar="FILE", help="test rows from another table with the same columns")
     t.add_argument("--test-rows", metavar="LIST", help="hold these rows of DATA out as test rows: ids with --id, "
@@ -117,6 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows to remove: 0-based indices (ids with --id), comma-separated or @file")
     p.add_argument("--coef", action="append", metavar="NAME", help="also report this coefficient; repeatable")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("audit", help="the fewest rows whose removal changes a conclusion, verified by refits")
+    _add_model_args(p, response=False)
+    q = p.add_argument_group("audit")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--coef", metavar="NAME", help="the coefficient (by name, or 0-based position for .npz)")
+    what.add_argument("--test-row", metavar="ID", help="a test row (id with --id, else 0-based position among "
+                                                      "the test rows): its predicted class (--target flip)")
+    q.add_argument("--target", choices=["sign", "significance", "opposite", "flip"], default="sign",
+                   help="what must change (default sign; flip for --test-row)")
+    q.add_argument("--se", choices=["nonrobust", "HC0", "HC1"], default="nonrobust",
+                   help="standard error for significance (default nonrobust); with --cluster HC0 has no "
+                        "small-sample factor, HC1 G/(G-1)(n-1)/(n-p)")
+    q.add_argument("--cluster", metavar="COLUMN", help="cluster-robust standard error by this column of DATA")
+    q.add_argument("--method", choices=["adaptive", "one-shot", "rif"], default="adaptive",
+                   help="adaptive (default): re-rank after each removal and verify; one-shot: zaminfluence; "
+                        "rif: one-shot with RIF")
+    q.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05; normal critical value)")
+    q.add_argument("--max-fraction", type=float, default=0.1, metavar="F",
+                   help="remove at most this fraction of the rows (default 0.1)")
+    q.add_argument("--time-limit", type=float, metavar="S", help="seconds for the search")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--out", metavar="DIR", help="also write audit.json, rows.csv, path.csv and audit.png here")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("reproduce", help="the paper's experiments: IF/RIF/NS against certified retrains, "
                                          "with figures, summary and report")

@@ -1,0 +1,225 @@
+"""Audits: adaptive search against brute force over all small subsets, every reported set
+checked by an independent refit, zaminfluence's one-shot count by hand, the published
+AMIP cases (when ../shared is present), and bad input."""
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leaveout as lo
+from conftest import DATASETS
+from leaveout.audit import audit
+from leaveout.audit.search import _one_shot_count
+from leaveout.cli import main
+from leaveout.metrics import Coefficient, Contrast, Logit
+
+
+def _newton(A, y, family, l2):
+    """An independent unpenalised-intercept Newton fit (dense numpy)."""
+    theta = np.zeros(A.shape[1])
+    P = np.eye(A.shape[1])
+    P[-1, -1] = 0
+    for _ in range(60):
+        z = A @ theta
+        mu = 1 / (1 + np.exp(-z)) if family == "logistic" else np.exp(z)
+        w = mu * (1 - mu) if family == "logistic" else mu
+        step = np.linalg.solve(A.T @ (w[:, None] * A) + l2 * P, A.T @ (mu - y) + l2 * P @ theta)
+        theta -= step
+        if np.max(np.abs(step)) < 1e-13:
+            break
+    return theta
+
+
+def _problem(family, seed, n=26):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    if family == "logistic":
+        y = (rng.random(n) < 1 / (1 + np.exp(-(X @ [0.15, 1.0])))).astype(float)
+    else:
+        y = rng.poisson(np.exp(X @ [0.1, 0.5])).astype(float)
+    return X, y
+
+
+@pytest.mark.parametrize("family,seed", [("logistic", 1), ("logistic", 4), ("logistic", 5), ("logistic", 7),
+                                         ("poisson", 0), ("poisson", 2), ("poisson", 4), ("poisson", 6)])
+def test_adaptive_finds_the_brute_force_minimum(family, seed):
+    X, y = _problem(family, seed)
+    n = X.shape[0]
+    A = np.column_stack([X, np.ones(n)])
+    b0 = _newton(A, y, family, 0.5)[0]
+    smallest = None
+    for k in (1, 2, 3):
+        for T in itertools.combinations(range(n), k):
+            keep = np.setdiff1d(np.arange(n), T)
+            if np.sign(_newton(A[keep], y[keep], family, 0.5)[0]) != np.sign(b0):
+                smallest = k
+                break
+        if smallest:
+            break
+    assert smallest is not None                      # these seeds have a flip within 3 rows
+    res = audit(lo.GLM(family=family, l2=0.5).fit(X, y), Coefficient(0), "sign", max_fraction=0.5)
+    assert res.reached and res.k == smallest
+    # the reported set, refitted independently, flips the sign and gives the reported value
+    keep = np.setdiff1d(np.arange(n), res.positions)
+    refit = _newton(A[keep], y[keep], family, 0.5)[0]
+    assert np.sign(refit) != np.sign(b0) and refit == pytest.approx(res.refit["value"], rel=1e-7, abs=1e-10)
+    one = audit(lo.GLM(family=family, l2=0.5).fit(X, y), Coefficient(0), "sign", method="one-shot", max_fraction=0.5)
+    assert one.k == 0 or one.k >= res.k
+
+
+def test_one_shot_count_is_zaminfluence_interpolation():
+    # influences 5, 3, 2 (helpful for a positive signal: removal lowers it), -4 (unhelpful)
+    scores = np.array([-3.0, 4.0, -5.0, -2.0])
+    alive = np.ones(4, dtype=bool)
+    for signal, k in [(4.0, 1), (5.0, 1), (5.5, 2), (8.0, 2), (9.9, 3), (10.0, 3)]:
+        got, order = _one_shot_count(signal, scores, alive)
+        assert got == k and list(order) == [2, 0, 3]
+    assert _one_shot_count(10.5, scores, alive)[0] is None            # all helpful rows fall short
+    assert _one_shot_count(-2.0, scores, alive)[0] == 1                # a negative signal uses row 1
+
+
+def test_significance_and_opposite_on_ols_are_verified():
+    rng = np.random.default_rng(3)
+    n = 80
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 8, n)})
+    df["y"] = 0.35 * df.x + rng.normal(size=n)
+    m = lo.GLM.from_formula("y ~ x", df, family="squared", l2=0.0)
+    import statsmodels.formula.api as smf
+    for target in ("significance", "opposite"):
+        for se, cluster in (("HC1", None), ("HC0", df.g.to_numpy())):
+            res = audit(m, Coefficient("x"), target, se=se, cluster=cluster, max_fraction=0.5)
+            assert res.reached
+            kept = df.drop(index=res.rows)
+            kw = {} if cluster is None else {"groups": kept.g.to_numpy(), "use_correction": False}
+            ref = smf.ols("y ~ x", kept).fit(cov_type="HC1" if cluster is None else "cluster", cov_kwds=kw or None)
+            b, s = ref.params["x"], ref.bse["x"]
+            assert res.refit["value"] == pytest.approx(b, rel=1e-9) and res.refit["se"] == pytest.approx(s, rel=1e-8)
+            z = res.z
+            significant_before = abs(res.original["value"]) > z * res.original["se"]
+            if target == "significance":
+                assert (abs(b) > z * s) != significant_before
+            else:
+                assert np.sign(b) != np.sign(res.original["value"]) and abs(b) > z * s
+
+
+def test_contrast_and_flip_targets():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (rng.random(120) < 1 / (1 + np.exp(-X @ [1.0, -1.0, 0.5]))).astype(int)
+    m = lo.GLM(l2=1.0).fit(X, y)
+    res = audit(m, Contrast({0: 1.0, 1: 1.0}), "sign", max_fraction=0.3)
+    keep = np.setdiff1d(np.arange(120), res.positions)
+    fresh = lo.GLM(l2=1.0).fit(X[keep], y[keep])
+    assert res.reached and np.sign(fresh.coef_[0] + fresh.coef_[1]) != np.sign(m.coef_[0] + m.coef_[1])
+    x_test = np.array([[0.2, 0.1, 0.0]])
+    flip = audit(m, Logit(x_test), "flip", max_fraction=0.3)
+    assert flip.reached and fresh_pred(X, y, flip.positions, x_test) != m.predict(x_test)[0]
+
+
+def fresh_pred(X, y, removed, x):
+    keep = np.setdiff1d(np.arange(X.shape[0]), removed)
+    return lo.GLM(l2=1.0).fit(X[keep], y[keep]).predict(x)[0]
+
+
+def test_not_reached_is_said_and_nothing_is_claimed():
+    X, y = _problem("logistic", 6)                    # a strong effect: no flip in 2 rows
+    res = audit(lo.GLM(l2=0.5).fit(X, y), Coefficient(0), "sign", max_fraction=2 / 26)
+    assert not res.reached and res.note.startswith("not reached within 2 rows")
+    assert res.k == 0 and res.rows == []
+
+
+def test_bad_audit_input():
+    X, y = _problem("logistic", 1)
+    m = lo.GLM(l2=0.5).fit(X, y)
+    with pytest.raises(ValueError, match="no column of that name"):
+        audit(lo.GLM.from_formula("y ~ x0", pd.DataFrame({"x0": X[:, 0], "y": y}), l2=0.5), Coefficient("x9"))
+    zero = lo.GLM(family="squared", l2=0.0).fit(np.array([[1.0], [-1.0], [1.0], [-1.0]]), np.array([1.0, 1.0, 2.0, 2.0]))
+    with pytest.raises(ValueError, match="exactly 0 already"):
+        audit(zero, Coefficient(0), "opposite")
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        audit(m, Coefficient(0), "significance", se="HC0", cluster=np.zeros(26))
+    with pytest.raises(ValueError, match="target='nope'"):
+        audit(m, Coefficient(0), "nope")
+    with pytest.raises(ValueError, match="linear quantity"):
+        audit(m, lo.metrics.TestLoss(X, y), "significance")
+
+
+def test_audit_cli_json_and_files(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    n = 90
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "x": rng.normal(size=n), "g": rng.integers(0, 6, n)})
+    df["y"] = 0.3 * df.x + rng.normal(size=n)
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "audit"
+    assert main(["audit", str(path), "--formula", "y ~ x", "--family", "squared", "--l2", "0", "--id", "id",
+                 "--coef", "x", "--target", "significance", "--se", "HC0", "--cluster", "g", "--max-fraction", "0.5",
+                 "--json", "--out", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("quantity", "target", "method", "original", "k", "fraction", "reached", "refit", "rows", "one_shot"):
+        assert key in res
+    assert res["reached"] and all(r.startswith("r") for r in res["rows"])
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "audit.png", "path.csv", "rows.csv"]
+    api = audit(lo.GLM.from_formula("y ~ x", df.set_index("id"), family="squared", l2=0.0), Coefficient("x"),
+                "significance", se="HC0", cluster=df.g.to_numpy(), max_fraction=0.5)
+    assert api.rows == res["rows"] and api.refit["value"] == pytest.approx(res["refit"]["value"], rel=1e-12)
+    for args, msg in [(["--coef", "x", "--target", "flip"], "--target flip is for --test-row"),
+                      (["--coef", "nope"], "no column of that name"),
+                      (["--coef", "x", "--cluster", "zz", "--target", "significance", "--se", "HC0"], "no column 'zz'"),
+                      (["--test-row", "r1", "--target", "flip"], "is for --family logistic")]:
+        assert main(["audit", str(path), "--formula", "y ~ x", "--family", "squared", "--l2", "0", "--id", "id", *args]) == 1
+        assert msg in capsys.readouterr().err
+
+
+def _amip(name):
+    path = DATASETS / "amip" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not available (needs ../shared/datasets)")
+    return pd.read_csv(path)
+
+
+def test_mexico_one_shot_reproduces_zaminfluence():
+    df = _amip("mc_profit_mexico.csv")
+    att = lo.Attribution(lo.GLM.from_formula("profit ~ treatment", df, family="squared", l2=0.0))
+    published = {"sign": (1, 0.398, 3.194), "significance": (14, -10.962, 5.565), "opposite": (15, 7.030, 2.549)}
+    for target, (k, value, se) in published.items():
+        res = audit(att, Coefficient("treatment"), target, method="one-shot")
+        assert res.reached and res.k == k
+        assert round(res.refit["value"], 3) == value and round(res.refit["se_full_n"], 3) == se
+        adaptive = audit(att, Coefficient("treatment"), target)
+        assert adaptive.reached and adaptive.k <= k
+
+
+@pytest.mark.parametrize("site,k", [("mongolia", 16), ("bosnia", 14), ("india", 6), ("morocco", 11),
+                                    ("philippines", 9), ("ethiopia", 1)])
+def test_microcredit_sign_counts(site, k):
+    df = _amip(f"mc_profit_{site}.csv")
+    att = lo.Attribution(lo.GLM.from_formula("profit ~ treatment", df, family="squared", l2=0.0))
+    assert audit(att, Coefficient("treatment"), "sign", method="one-shot").k == k
+    assert audit(att, Coefficient("treatment"), "sign").k <= k
+
+
+@pytest.mark.parametrize("t", [9, 10])
+def test_cash_transfers_lose_significance_with_three_rows(t):
+    df = _amip(f"cash_treatnp_t{t}.csv")
+    att = lo.Attribution(lo.GLM.from_formula("Cind ~ . - village", df, family="squared", l2=0.0))
+    res = audit(att, Coefficient("treatment"), "significance", se="HC0", cluster=df.village.to_numpy(),
+                method="one-shot")
+    assert res.reached and res.k == 3
+    assert audit(att, Coefficient("treatment"), "significance", se="HC0", cluster=df.village.to_numpy()).k <= 3
+
+
+def test_adaptive_cases_of_huang_et_al_and_kuschnig_et_al():
+    ames = _amip("ames_poolarea_n340.csv")
+    res = audit(lo.GLM.from_formula("SalePrice ~ PoolArea", ames, family="squared", l2=0.0), Coefficient("PoolArea"),
+                "sign", max_fraction=0.5)
+    assert res.k == 3 and res.positions == [334, 337, 339] and round(res.refit["value"], 5) == -6.66866
+    rug = _amip("rugged_nunn_puga.csv")
+    m = lo.GLM.from_formula("log_rgdppc_2000 ~ rugged*cont_africa + diamonds*cont_africa + soil*cont_africa "
+                            "+ tropical*cont_africa + dist_coast*cont_africa", rug, family="squared", l2=0.0)
+    for target, most in [("significance", 2), ("sign", 5), ("opposite", 11)]:
+        r = audit(m, Coefficient("rugged:cont_africa"), target, se="HC1", max_fraction=0.3)
+        assert r.reached and r.k <= most
