@@ -223,3 +223,29 @@ def test_adaptive_cases_of_huang_et_al_and_kuschnig_et_al():
     for target, most in [("significance", 2), ("sign", 5), ("opposite", 11)]:
         r = audit(m, Coefficient("rugged:cont_africa"), target, se="HC1", max_fraction=0.3)
         assert r.reached and r.k <= most
+
+
+def test_nonlinear_and_multinomial_quantities_are_audited_and_verified():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(90, 2))
+    labels = rng.choice(["a", "b", "c"], 90)
+    m = lo.GLM(family="multinomial", l2=1.0).fit(X, labels)
+    f = lo.metrics.TestPrediction(np.array([[0.0, 0.0]]), label="b")
+    before = f.value(m, m.theta_)
+    res = audit(m, f, "sign", value=1 / 3, max_fraction=0.3)
+    assert res.reached
+    keep = np.setdiff1d(np.arange(90), res.positions)
+    refit = lo.GLM(family="multinomial", l2=1.0).fit(X[keep], labels[keep])
+    after = f.value(refit, refit.theta_)
+    assert np.sign(after - 1 / 3) != np.sign(before - 1 / 3) and after == pytest.approx(res.refit["value"], rel=1e-8)
+
+
+def test_a_row_whose_removal_empties_a_level_is_never_chosen():
+    rng = np.random.default_rng(1)
+    n = 60
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": ["a"] * 30 + ["b"] * 29 + ["c"]})
+    df["y"] = 0.25 * df.x + rng.normal(size=n)
+    df.loc[59, "y"] = -40.0                             # the lone "c" row: removing it empties C(g)[T.c]
+    m = lo.GLM.from_formula("y ~ x + C(g)", df, family="squared", l2=0.0)
+    res = audit(m, Coefficient("x"), "sign", max_fraction=0.5)
+    assert res.reached and 59 not in res.positions

@@ -44,18 +44,24 @@ SHORTLIST, CHEAP = 8, 2_000_000
 
 
 class _Fit:
-    """A fit (the original one or a refit without some rows) seen through the quantity."""
+    """A fit (the original one or a refit without some rows) seen through the quantity. The
+    Attribution (a factorisation) is built only when scores or an SE need it."""
 
     def __init__(self, model, metric, se_kind, groups, needs_se, att=None):
-        self.model = model
-        self.att = att if att is not None else Attribution(model)
-        self.metric = metric
+        self.model, self.metric = model, metric
+        self.se_kind, self.groups = se_kind, groups
+        self._att = att
         theta = model.theta_
-        value = float(metric.value(model, theta))
-        self.calc = SECalculator(self.att, se_kind, groups) if needs_se else None
         self.phi = np.asarray(metric.gradient(model, theta), dtype=np.float64)
+        self.calc = SECalculator(self.att, se_kind, groups) if needs_se else None
         se = self.calc.se(self.phi) if self.calc is not None else float("nan")
-        self.snap = Snapshot(value, se)
+        self.snap = Snapshot(float(metric.value(model, theta)), se)
+
+    @property
+    def att(self):
+        if self._att is None:
+            self._att = Attribution(self.model)
+        return self._att
 
     def changes(self, method):
         """Per-row predicted changes ``(delta f, delta se)`` when each row alone is removed;
@@ -63,8 +69,7 @@ class _Fit:
         if method == "one-shot" or self.metric.quadratic:
             df = np.asarray(self.att.scores(self.metric, "if" if method == "one-shot" else "rif"))
         else:
-            phi = np.asarray(self.metric.gradient(self.model, self.model.theta_), dtype=np.float64)
-            df = np.asarray(self.att.estimators.rif_scores(phi, on_singular="nan"))
+            df = np.asarray(self.att.estimators.rif_scores(self.phi, on_singular="nan"))
         dse = -np.asarray(self.calc.gradient(self.phi)) if self.calc is not None else np.zeros_like(df)
         return df, dse
 
@@ -135,7 +140,7 @@ class _Search:
     def adaptive(self, ranking):
         """Greedy re-ranking: each step removes the top rows whose predicted change covers at
         most half of the remaining signal (at least one, at most an eighth of the rows removed
-        so far), refits, and re-scores. A one-row
+        so far, a quarter where refits are costly), refits, and re-scores. A one-row
         step on a cheap problem refits the top ``SHORTLIST`` candidates and keeps the best."""
         removed = []
         cur = self.base
@@ -156,7 +161,7 @@ class _Search:
             # than removed so far (predictions that fall short must not empty the budget)
             covered = np.cumsum(np.abs(scores[order]))
             half = int(np.searchsorted(covered, 0.5 * abs(signal), side="right"))
-            step = max(1, min(half, room, len(removed) // 8))
+            step = max(1, min(half, room, len(removed) // (8 if self.cheap else 4)))
             if step == 1 and self.cheap:
                 trial, fit = self._best_single(removed, order[:SHORTLIST], ranking, signal)
             else:
@@ -190,10 +195,20 @@ class _Search:
         return best, best_fit
 
     def prune(self, removed, fit):
-        """Put back, one by one (least helpful first, each with a refit), every row the target
-        does not need."""
+        """Shorten a verified set: the shortest prefix of the removal order that still reaches
+        the target (binary search, a refit per probe), then put back one by one (latest
+        first, a refit each) every row the target does not need."""
         keep = list(removed)
-        for i in reversed(list(removed)):
+        lo, hi = 1, len(keep)                 # hi: a prefix length known to reach the target
+        while lo < hi and time.monotonic() <= self.deadline:
+            mid = (lo + hi) // 2
+            f = self.fit(keep[:mid])
+            if f is not None and self.target.reached(f.snap):
+                hi, fit = mid, f
+            else:
+                lo = mid + 1
+        keep = keep[:hi]
+        for i in reversed(list(keep)):
             if time.monotonic() > self.deadline or len(keep) == 1:
                 break
             trial = [j for j in keep if j != i]
