@@ -192,6 +192,14 @@ class Attribution:
             out = est.if_scores(phi) if method == "if" else est.rif_scores(phi)
         return self.to_frame({method: out}) if as_frame else out
 
+    def diagnose(self, metrics, n_sets: int = 30, seed=0, exact_limit: int = 20000):
+        """Can IF, RIF and NS be believed here for ``metrics`` (a Metric or a dict)? The
+        constants and bound of the paper's Theorem 3.1, per-set indicators, and a calibration
+        of ``n_sets`` removal sets against certified retrains, with a verdict per metric;
+        see :mod:`leaveout.diagnostics`. Returns a :class:`~leaveout.diagnostics.TrustReport`."""
+        from ..diagnostics import diagnose
+        return diagnose(self, metrics, n_sets=n_sets, seed=seed, exact_limit=exact_limit)
+
     # ------------------------------------------------------------ removal sets
     def _check_T(self, T):
         """A removal set as sorted positions: positions, a boolean mask, or row ids (see

@@ -144,6 +144,19 @@ def cmd_effect(args):
             print(f"{name:<14} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
 
 
+def cmd_check(args):
+    prob = load_problem(args)
+    if args.sets < 0:
+        raise UserError(f"--sets must be >= 0, got {args.sets}")
+    names = args.metric or (["test-pred", "test-loss"] if prob.X_test is not None else []) + ["self-loss"]
+    metrics = {n: _metric(prob, n, args.label) for n in dict.fromkeys(names)}
+    report = prob.att.diagnose(metrics, n_sets=args.sets)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=_plain))
+    else:
+        print(repr(report))
+
+
 def cmd_audit(args):
     from ..audit import audit
     from ..metrics import Coefficient, Logit
@@ -264,4 +277,4 @@ def cmd_datasets(args):
         print(f"{r['name']:<18} {n:>7} {d:>6} {nt:>7}  {r['source']} ({r['where']})")
 
 
-COMMANDS = {"fit": cmd_fit, "audit": cmd_audit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}
+COMMANDS = {"fit": cmd_fit, "check": cmd_check, "audit": cmd_audit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}

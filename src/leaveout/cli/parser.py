@@ -52,6 +52,11 @@ def metric_name(text: str) -> str:
     raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose test-pred, test-loss or coef:NAME)")
 
 
+def check_metric(text: str) -> str:
+    """``check --metric``: test-pred, test-loss, self-loss or coef:NAME."""
+    return text if text == "self-loss" else metric_name(text)
+
+
 def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -118,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows to remove: 0-based indices (ids with --id), comma-separated or @file")
     p.add_argument("--coef", action="append", metavar="NAME", help="also report this coefficient; repeatable")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("check", help="can IF / RIF / NS be believed here? Theorem 3.1's constants and a "
+                                     "calibration against certified retrains")
+    _add_model_args(p)
+    p.add_argument("--metric", action="append", metavar="METRIC", type=check_metric,
+                   help="test-pred, test-loss, self-loss or coef:NAME; repeatable (default: all that apply)")
+    p.add_argument("--sets", type=int, default=30, metavar="N", help="removal sets retrained for the calibration (default 30)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("audit", help="the fewest rows whose removal changes a conclusion, verified by refits")
     _add_model_args(p, response=False)

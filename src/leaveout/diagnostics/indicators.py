@@ -1,0 +1,73 @@
+"""Per removal set: the theorem restricted to the set, the exact gap between NS and RIF, and
+two signs of a step too large for its quadratic model.
+
+* the Newton decrement of the leave-T-out objective at the fit, ``sqrt(g_T^T H_{-T}^{-1} g_T)``
+  (affine invariant; for self-concordant objectives Newton's method converges quadratically
+  once it is below 1/4 and the quadratic model is trusted below about 1/2; Boyd and
+  Vandenberghe, Convex Optimization, section 9.6);
+* the largest change of any training row's or metric row's linear predictor under NS: a
+  logit or log-rate that moves by more than 1 changes that row's curvature by up to a
+  factor e, so a one-step estimate built on the curvature at the fit is out of its depth.
+
+:data:`DECREMENT_LIMIT` and :data:`CHANGE_LIMIT` are those two thresholds; for the squared
+loss the quadratic model is exact and no step is flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .theorem import _Pieces, set_constants
+
+__all__ = ["SetDiagnostics", "set_diagnostics", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
+
+DECREMENT_LIMIT = 0.5
+CHANGE_LIMIT = 1.0
+
+
+@dataclass
+class SetDiagnostics:
+    """What one removal set says about the one-step estimates of one metric."""
+
+    k: int
+    gap: float                  # |<grad f, NS - RIF>|, exact
+    bound: float                # the theorem's bound with the set's constants
+    applies: bool               # k <= the set's size threshold
+    applies_global: bool | None  # k <= the global threshold (None when not computed)
+    held: bool | None           # gap <= bound where the theorem applies
+    newton_decrement: float
+    max_train_change: float
+    max_metric_change: float
+    outside: bool               # a step too large for its quadratic model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _metric_rows(att, metric):
+    X = getattr(metric, "X", None)
+    return None if X is None else att.model.design_for(X, "X_test")
+
+
+def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDiagnostics:
+    """:class:`SetDiagnostics` of removing ``T`` for ``metric`` (linear effects)."""
+    T = np.sort(np.asarray(T))
+    phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
+    G, system = att.newton_system(T)
+    ns = system.apply(G)
+    rif = att.delta(T, "rif")
+    gap = abs(float(phi @ (ns - rif)))
+    c = set_constants(att, metric, T, pieces if pieces is not None else _Pieces(att, metric))
+    bound = c.bound(T.size)
+    applies = c.applies(T.size)
+    decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
+    train = float(np.max(np.abs(np.asarray(att.design.matvec(ns)))))
+    rows = _metric_rows(att, metric)
+    test = float(np.max(np.abs(rows.matvec(ns)))) if rows is not None else 0.0
+    quadratic = att.estimators.objective.loss.name == "squared"
+    outside = not quadratic and (decrement > DECREMENT_LIMIT or max(train, test) > CHANGE_LIMIT)
+    g_applies = None if global_constants is None else bool(global_constants.applies(T.size))
+    return SetDiagnostics(int(T.size), gap, bound, bool(applies), g_applies,
+                          (gap <= bound * (1 + 1e-9)) if applies else None, decrement, train, test, bool(outside))

@@ -1,0 +1,113 @@
+"""The trust report: can IF, RIF and NS be believed on this model, for these metrics?
+
+It puts together the theorem's constants over all rows (:mod:`.theorem`), the per-set
+indicators on the calibration sets (:mod:`.indicators`) and the calibration against certified
+retrains (:mod:`.calibration`). Where the theorem certifies nothing (its size threshold below
+the set sizes that matter, as is usual on real data), the report says so and the verdicts
+rest on the calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .calibration import DEFAULT_FRACTIONS, calibrate
+from .indicators import set_diagnostics
+from .theorem import TheoremConstants, _Pieces, theorem_constants
+
+__all__ = ["TrustReport", "diagnose"]
+
+
+@dataclass
+class TrustReport:
+    """Result of :meth:`Attribution.diagnose` (``leaveout check``)."""
+
+    constants: TheoremConstants
+    eta: dict
+    calibration: dict
+    verdicts: dict
+    sets: list = field(default_factory=list)
+    indicator_spearman: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        c = self.constants
+        applies = [s for s in self.sets if s["applies"]]
+        return {"C_ell": c.C_ell, "C_R": c.C_R, "delta": c.delta, "epsilon": c.epsilon,
+                "eta": self.eta if len(self.eta) > 1 else next(iter(self.eta.values())),
+                "k_threshold": c.k_threshold, "exact": c.exact, "n": c.n_rows,
+                "calibration": self.calibration, "verdict": self.verdicts,
+                "theorem": {"sets": len(self.sets), "applies_global": sum(bool(s["applies_global"]) for s in self.sets),
+                            "applies_per_set": len(applies),
+                            "held": all(s["held"] for s in applies) if applies else None},
+                "indicator_spearman": self.indicator_spearman}
+
+    def to_frame(self):
+        """The calibration as a DataFrame (metric x method)."""
+        import pandas as pd
+        return pd.DataFrame([{"metric": m, "method": k, **v} for m, d in self.calibration.items()
+                             for k, v in d.items()])
+
+    def __repr__(self):
+        c = self.constants
+        thr = f"{c.k_threshold:.3g}" if np.isfinite(c.k_threshold) else "inf"
+        lines = [f"Theorem 3.1 constants ({'exact over all pairs' if c.exact else 'estimated from sampled rows'}, "
+                 f"n = {c.n_rows}): C_ell {c.C_ell:.3g}, C_R {c.C_R:.3g}, delta {c.delta:.3g}, "
+                 f"epsilon {c.epsilon:.3g}, eta " + ", ".join(f"{k} {v:.3g}" for k, v in self.eta.items()),
+                 f"size threshold k <= 1/(2 delta C_R) = {thr}: "
+                 + ("the theorem certifies no set of 1 row or more here" if c.k_threshold < 1 else
+                    f"the bound covers sets of up to {int(c.k_threshold)} rows")]
+        d = self.to_dict()["theorem"]
+        if self.sets:
+            lines.append(f"calibration sets: the theorem applies to {d['applies_global']} with the global constants, "
+                         f"{d['applies_per_set']} with each set's own"
+                         + ("" if d["held"] is None else f"; the bound held on {'all' if d['held'] else 'NOT all'} of those"))
+        head = f"{'metric':<12} {'method':<6} {'slope':>7} {'Spearman':>9} {'med. rel. err.':>15} reliable"
+        lines += ["", head, "-" * len(head)]
+        for m, byk in self.calibration.items():
+            for k, v in byk.items():
+                lines.append(f"{m:<12} {k:<6} {v['slope']:7.3f} {v['spearman']:9.3f} {v['median_rel_err']:15.3f} "
+                             f"{'yes' if v['reliable'] else 'no'}")
+        lines += [""] + list(self.verdicts.values())
+        return "\n".join(lines)
+
+
+def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0, exact_limit: int = 20000):
+    """A :class:`TrustReport` for ``metrics`` (a Metric or a dict name -> Metric)."""
+    if not isinstance(metrics, dict):
+        metrics = {getattr(metrics, "name", "metric"): metrics}
+    if not metrics:
+        raise ValueError("diagnose needs at least one metric")
+    names = list(metrics)
+    base = theorem_constants(att, metrics[names[0]], exact_limit=exact_limit, seed=seed)
+    pieces = {m: _Pieces(att, metrics[m]) for m in names}
+    alive = np.asarray(att.estimators.objective.s) > 0
+    eta = {m: float(np.max(pieces[m].sw[alive] * np.abs(pieces[m].xf[alive]))) for m in names}
+    stats, verdicts, rows = calibrate(att, metrics, n_sets=n_sets, fractions=fractions, seed=seed)
+    sets, spearman = [], {}
+    if n_sets and rows:
+        base_by_metric = {m: TheoremConstants(**{**base.to_dict(), "eta": eta[m]}) for m in names}
+        for r in rows:
+            d = set_diagnostics(att, metrics[r["metric"]], r["T"], base_by_metric[r["metric"]], pieces[r["metric"]])
+            rec = {**d.to_dict(), "metric": r["metric"], "kind": r["kind"],
+                   "ns_error": abs(r["ns"] - r["actual"]) / max(abs(r["actual"]), 1e-300)}
+            sets.append(rec)
+        spearman = _indicator_spearman(sets, names)
+    return TrustReport(base, eta, stats, verdicts, sets, spearman)
+
+
+def _indicator_spearman(sets, names):
+    """Per metric: Spearman correlation of each per-set indicator with the actual NS error."""
+    from scipy.stats import spearmanr
+    out = {}
+    for m in names:
+        mine = [s for s in sets if s["metric"] == m]
+        err = np.array([s["ns_error"] for s in mine])
+        out[m] = {}
+        for key in ("newton_decrement", "max_train_change", "max_metric_change", "gap"):
+            x = np.array([s[key] for s in mine])
+            ok = np.isfinite(x) & np.isfinite(err)
+            if ok.sum() > 2 and np.ptp(x[ok]) > 0 and np.ptp(err[ok]) > 0:
+                out[m][key] = float(spearmanr(x[ok], err[ok])[0])
+    return out

@@ -1,0 +1,168 @@
+r"""Theorem 3.1 of the paper as a computation: its constants, size threshold and bound.
+
+For per-sample losses with gradients ``g_i`` and Hessians ``H_i`` at the fit and
+``H = sum_i H_i`` (section 3 of the paper), the assumptions are quantified by
+
+.. math::
+
+    C_\ell = \max_i \lVert H^{-1/2} g_i\rVert, \quad
+    C_R = \max_i \frac{1}{1 - \lVert H^{-1/2} H_i H^{-1/2}\rVert}, \quad
+    \delta = \max_{i \ne j} \lVert H_i^{1/2} H^{-1} H_j^{1/2}\rVert, \quad
+    \varepsilon = \max_{i \ne j} \lVert H_i^{1/2} H^{-1} g_j\rVert, \quad
+    \eta = \max_i \lVert H_i^{1/2} H^{-1} \nabla f\rVert,
+
+and for every removal set of ``k <= 1 / (2 delta C_R)`` rows the theorem bounds
+``|<grad f, NS - RIF>| <= k^2 eta (1 + 2 C_R)(epsilon + C_R C_ell delta)``.
+
+For a GLM, ``H_i = w_i x_i x_i^T`` is rank one, so with ``A_ij = x_i^T H^{-1} x_j``:
+``||H^{-1/2} H_i H^{-1/2}|| = w_i A_ii`` (the leverage), ``delta_ij = sqrt(w_i w_j) |A_ij|``,
+``epsilon_ij = sqrt(w_i) |x_i^T H^{-1} g_j|``, ``eta_i = sqrt(w_i) |x_i^T H^{-1} grad f|``.
+The pairwise maxima need every ``A_ij``: they are computed in row blocks (``O(n^2 p)``
+work with matrix products, never the whole n x n array at once), exactly for ``n <= exact_limit``
+and otherwise over all pairs of a random sample of rows, which underestimates the maxima and
+is reported as an estimate.
+
+How the penalty enters: ``H`` is the Hessian of the sum-form objective, the L2 penalty
+included; the penalty is a term that is never removed. Under "fixed" that is exact: ``H_i``,
+``g_i`` are the rows' own terms. Under "per_sample" each row also carries a share ``lam s_i``
+of the penalty (``H_i = w_i x_i x_i^T + lam s_i M``, ``g_i = r_i x_i + s_i lam P theta``); the
+constants here use the gradient with its share but only the data part of ``H_i`` (its share,
+at most ``1/n`` of the penalty, stays in H), so the bound is the theorem's for that variant,
+while the per-set gap is measured with the package's own RIF and NS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["TheoremConstants", "theorem_constants", "set_constants", "theorem_bound"]
+
+#: bytes of the (rows x n) block of pair products held at once
+_BLOCK_BYTES = 1 << 26
+
+
+@dataclass
+class TheoremConstants:
+    """Constants of Theorem 3.1 over all rows (or the rows of one set)."""
+
+    C_ell: float
+    C_R: float
+    delta: float
+    epsilon: float
+    eta: float
+    k_threshold: float
+    exact: bool
+    n_rows: int
+
+    def bound(self, k: int) -> float:
+        """The theorem's bound on ``|<grad f, NS - RIF>|`` for a set of ``k`` rows."""
+        return theorem_bound(self, k)
+
+    def applies(self, k: int) -> bool:
+        return k <= self.k_threshold
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def theorem_bound(c, k):
+    return float(k ** 2 * c.eta * (1 + 2 * c.C_R) * (c.epsilon + c.C_R * c.C_ell * c.delta))
+
+
+class _Pieces:
+    """``w``, ``r``, ``s``, ``x_i^T H^{-1} b`` and the metric direction of a fitted GLM."""
+
+    def __init__(self, att, metric):
+        est = att.estimators
+        if est.objective.n_blocks > 1:
+            raise ValueError("the theorem's constants are computed for single-response families "
+                             "(rank-one per-sample Hessians)")
+        if not att.design.local:
+            raise ValueError("the theorem's constants need X in memory or on disk, not a dask array")
+        self.att, self.design, self.solve = att, att.design, att.curvature.solve
+        self.w = np.asarray(est.w, dtype=np.float64)
+        self.s = np.asarray(est.s, dtype=np.float64)
+        self.r = np.asarray(est.r, dtype=np.float64)
+        self.sw = np.sqrt(np.clip(self.w, 0, None))
+        self.b = est.b
+        self.has_b = bool(np.any(self.b))
+        self.tb = np.asarray(self.design.matvec(self.solve(self.b))) if self.has_b else np.zeros_like(self.w)
+        self.bHb = float(self.b @ self.solve(self.b)) if self.has_b else 0.0
+        self.lev = np.asarray(att.leverage, dtype=np.float64)
+        phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
+        self.xf = np.asarray(self.design.matvec(self.solve(phi)))         # x_i^T H^{-1} grad f
+
+    def grad_norms(self, idx):
+        """``||H^{-1/2} g_i||`` for rows ``idx``."""
+        a_ii = self.lev[idx] / np.where(self.w[idx] > 0, self.w[idx], 1.0)
+        a_ii = np.where(self.w[idx] > 0, a_ii, self._diag(idx))
+        r, s = self.r[idx], self.s[idx]
+        return np.sqrt(np.clip(r ** 2 * a_ii + 2 * r * s * self.tb[idx] + s ** 2 * self.bHb, 0, None))
+
+    def _diag(self, idx):
+        rows = self.design.dense_rows(idx)
+        return np.einsum("ij,ji->i", rows, self.solve(rows.T))
+
+    def pair_maxima(self, rows_i, cols_j):
+        """``(max |delta_ij|, max |epsilon_ij|)`` over ``i in rows_i``, ``j in cols_j``, i != j."""
+        X_i = self.design.dense_rows(rows_i)
+        Y = self.solve(X_i.T)                                   # H^{-1} x_i, (p, b)
+        if cols_j is None:
+            A = np.asarray(self.design.matvec(Y)).T             # (b, n): x_i^T H^{-1} x_j
+            j = np.arange(A.shape[1])
+        else:
+            A = (self.design.dense_rows(cols_j) @ Y).T
+            j = np.asarray(cols_j)
+        same = rows_i[:, None] == j[None, :]
+        D = np.abs(self.sw[rows_i, None] * A * self.sw[None, j])
+        D[same] = 0.0
+        E = np.abs(self.sw[rows_i, None] * (A * self.r[None, j] + self.tb[rows_i, None] * self.s[None, j]))
+        E[same] = 0.0
+        return float(D.max(initial=0.0)), float(E.max(initial=0.0))
+
+
+def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000, seed=0) -> TheoremConstants:
+    """The constants of Theorem 3.1 over all training rows (see the module docstring).
+
+    Parameters
+    ----------
+    att : Attribution
+    metric : Metric
+        ``f`` (its gradient at the fit gives eta).
+    exact_limit : int
+        Largest n for which every pair is visited (``O(n^2 p)`` work).
+    sample : int
+        Otherwise, the maxima over all pairs among this many random rows (an estimate, below
+        the true maxima).
+    """
+    pc = _Pieces(att, metric)
+    alive = np.flatnonzero(pc.s > 0)
+    n = alive.size
+    exact = n <= exact_limit
+    rows = alive if exact else np.sort(np.random.default_rng(seed).choice(alive, min(sample, n), replace=False))
+    step = max(1, _BLOCK_BYTES // (8 * 4 * max(att.design.n, 1)))
+    delta = eps = 0.0
+    for lo in range(0, rows.size, step):
+        blk = rows[lo:lo + step]
+        d, e = pc.pair_maxima(blk, None if exact else rows)
+        delta, eps = max(delta, d), max(eps, e)
+    lev = pc.lev[alive]
+    C_R = float(np.max(1.0 / (1.0 - np.clip(lev, None, 1 - 1e-16))))
+    C_ell = float(np.max(pc.grad_norms(alive)))
+    eta = float(np.max(pc.sw[alive] * np.abs(pc.xf[alive])))
+    k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+    return TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, exact, n)
+
+
+def set_constants(att, metric, T, pieces=None) -> TheoremConstants:
+    """The constants restricted to the rows of one removal set ``T`` (pairs inside T)."""
+    pc = pieces if pieces is not None else _Pieces(att, metric)
+    T = np.asarray(T)
+    delta, eps = pc.pair_maxima(T, T) if T.size > 1 else (0.0, 0.0)
+    C_R = float(np.max(1.0 / (1.0 - np.clip(pc.lev[T], None, 1 - 1e-16))))
+    C_ell = float(np.max(pc.grad_norms(T)))
+    eta = float(np.max(pc.sw[T] * np.abs(pc.xf[T])))
+    k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+    return TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
