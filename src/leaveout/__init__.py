@@ -15,7 +15,8 @@ from ._version import __version__
 from .adapters import from_sklearn, from_statsmodels
 from .attribution import Attribution
 from .audit import AuditResult, audit
-from .exceptions import ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError
+from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
+                         UnreliableEstimateWarning)
 from .glm import GLM
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "ConvergenceError",
     "SingularHessianError",
     "LeverageError",
+    "UnreliableEstimateWarning",
     "__version__",
 ]

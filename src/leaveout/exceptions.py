@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "ConvergenceError", "SingularHessianError", "LeverageError"]
+__all__ = ["ConvergenceWarning", "ConvergenceError", "SingularHessianError", "LeverageError",
+           "UnreliableEstimateWarning"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -19,3 +20,9 @@ class SingularHessianError(ValueError):
 
 class LeverageError(ValueError):
     """A sample has leverage ``h_i >= 1``: removing it alone leaves a singular Hessian."""
+
+
+class UnreliableEstimateWarning(UserWarning):
+    """A one-step estimate (RIF, NS) for a removal set whose Newton step leaves the region
+    where the objective's quadratic model can be trusted (see :mod:`leaveout.diagnostics`).
+    Filter it like any warning: ``warnings.simplefilter("ignore", UnreliableEstimateWarning)``."""

@@ -95,3 +95,26 @@ def test_report_and_check_cli(tmp_path, capsys):
     att = lo.Attribution(lo.GLM(l2=0.5).fit(X, y))
     rep = att.diagnose({"self-loss": SelfLoss()}, n_sets=6)
     assert "Theorem 3.1 constants" in repr(rep) and rep.calibration["self-loss"]["ns"]["n_sets"] == 6
+
+
+def test_effect_warns_outside_the_quadratic_model():
+    import warnings
+    from leaveout.diagnostics.indicators import step_indicators
+    X, y = make_data(n=80, d=5, seed=8, scale=3.0)
+    m = lo.GLM(l2=0.01).fit(X, y)
+    att = lo.Attribution(m)
+    f = SelfLoss()
+    big = np.arange(0, 80, 2)                          # half the rows: a step far from the fit
+    dec, change, outside = step_indicators(att, f, big)
+    assert outside and (dec > 0.5 or change > 1.0)
+    with pytest.warns(lo.UnreliableEstimateWarning, match="outside its quadratic model"):
+        att.effect(big, f, "rif")
+    small = np.array([3])
+    if not step_indicators(att, f, small)[2]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", lo.UnreliableEstimateWarning)
+            att.effect(small, f, "ns")
+    sq = lo.Attribution(lo.GLM(family="squared", l2=0.01).fit(X, X[:, 0] + 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lo.UnreliableEstimateWarning)
+        sq.effect(big, f, "ns")                        # a quadratic objective: NS is exact

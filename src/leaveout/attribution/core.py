@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .. import _validation as v
-from ..exceptions import ConvergenceError, ConvergenceWarning
+from ..exceptions import ConvergenceError, ConvergenceWarning, UnreliableEstimateWarning
 from ..metrics import Metric, SelfLoss
 from ..tables.ids import positions_of, resolve_rows
 from .estimators import GLMEstimators
@@ -275,10 +275,25 @@ class Attribution:
 
         ``kind="removal"``: ``f(theta + Delta theta) - f(theta)``; ``kind="linear"``:
         ``<grad f(theta), Delta theta>`` (``Delta theta^T H Delta theta / 2`` for SelfLoss).
-        Positive means f goes up when T is removed.
+        Positive means f goes up when T is removed. For ``"rif"`` and ``"ns"`` an
+        :class:`~leaveout.UnreliableEstimateWarning` says when the set's Newton step leaves its
+        quadratic model (:mod:`leaveout.diagnostics.indicators`).
         """
         v.check_choice(kind, "kind", KINDS)
-        return self.effect_of(self.delta(T, method), metric, kind)
+        dtheta = self.delta(T, method)
+        if method in ("rif", "ns") and self.design.local and self.estimators.objective.n_blocks == 1:
+            self._warn_if_outside(T, metric, method)
+        return self.effect_of(dtheta, metric, kind)
+
+    def _warn_if_outside(self, T, metric, method):
+        from ..diagnostics.indicators import CHANGE_LIMIT, DECREMENT_LIMIT, step_indicators
+        decrement, change, outside = step_indicators(self, metric, self._check_T(T))
+        if outside:
+            warnings.warn(
+                f"{method.upper()} for this set of {len(self._check_T(T))} rows is outside its quadratic model "
+                f"(Newton decrement {decrement:.2g}, limit {DECREMENT_LIMIT}; largest linear-predictor change "
+                f"{change:.2g}, limit {CHANGE_LIMIT}): refit it (method='retrain') before acting on it",
+                UnreliableEstimateWarning, stacklevel=3)
 
     def effect_of(self, dtheta, metric: Metric, kind: str = "removal") -> float:
         """Effect on ``metric`` of moving the parameters by ``dtheta``."""

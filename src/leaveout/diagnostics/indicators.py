@@ -21,7 +21,7 @@ import numpy as np
 
 from .theorem import _Pieces, set_constants
 
-__all__ = ["SetDiagnostics", "set_diagnostics", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
+__all__ = ["SetDiagnostics", "set_diagnostics", "step_indicators", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
 
 DECREMENT_LIMIT = 0.5
 CHANGE_LIMIT = 1.0
@@ -49,6 +49,19 @@ class SetDiagnostics:
 def _metric_rows(att, metric):
     X = getattr(metric, "X", None)
     return None if X is None else att.model.design_for(X, "X_test")
+
+
+def step_indicators(att, metric, T):
+    """``(decrement, max linear-predictor change, outside)`` of the Newton step for ``T``."""
+    G, system = att.newton_system(T)
+    ns = system.apply(G)
+    decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
+    change = float(np.max(np.abs(np.asarray(att.design.matvec(ns)))))
+    rows = _metric_rows(att, metric)
+    if rows is not None:
+        change = max(change, float(np.max(np.abs(rows.matvec(ns)))))
+    quadratic = att.estimators.objective.loss.name == "squared"
+    return decrement, change, bool(not quadratic and (decrement > DECREMENT_LIMIT or change > CHANGE_LIMIT))
 
 
 def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDiagnostics:

@@ -413,7 +413,7 @@ class Runner:
             self.poison.append([{
                 "dataset": ds.name, "test_index": j,
                 "actual": att.effect_of(clean.theta_ - poisoned.theta_, f),
-                "if": att.effect(T, f, "if"), "rif": att.effect(T, f, "rif"),
+                "if": att.effect_of(att.delta(T, "if"), f), "rif": att.effect_of(att.delta(T, "rif"), f),
                 "retrain_converged": bool(clean.converged_), "retrain_grad_norm": float(clean.grad_norm_)}])
 
     # ------------------------------------------------------------ outputs
