@@ -118,3 +118,16 @@ def test_effect_warns_outside_the_quadratic_model():
     with warnings.catch_warnings():
         warnings.simplefilter("error", lo.UnreliableEstimateWarning)
         sq.effect(big, f, "ns")                        # a quadratic objective: NS is exact
+
+
+def test_constants_in_the_dual_form_equal_the_primal_ones():
+    X, y = make_data(n=25, d=40, seed=9)
+    m = lo.GLM(l2=2.0).fit(X, y)
+    f = SelfLoss()
+    Xt, yt = make_data(n=5, d=40, seed=10)
+    f = TestLoss(Xt, yt)
+    dual, primal = lo.Attribution(m, form="dual"), lo.Attribution(m, form="primal")
+    assert dual.form == "dual"
+    a, b = theorem_constants(dual, f), theorem_constants(primal, f)
+    np.testing.assert_allclose([a.C_ell, a.C_R, a.delta, a.epsilon, a.eta],
+                               [b.C_ell, b.C_R, b.delta, b.epsilon, b.eta], rtol=1e-8)

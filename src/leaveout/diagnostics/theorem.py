@@ -142,18 +142,54 @@ def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000,
     n = alive.size
     exact = n <= exact_limit
     rows = alive if exact else np.sort(np.random.default_rng(seed).choice(alive, min(sample, n), replace=False))
-    step = max(1, _BLOCK_BYTES // (8 * 4 * max(att.design.n, 1)))
-    delta = eps = 0.0
-    for lo in range(0, rows.size, step):
-        blk = rows[lo:lo + step]
-        d, e = pc.pair_maxima(blk, None if exact else rows)
-        delta, eps = max(delta, d), max(eps, e)
+    factor = att.curvature.factor
+    if exact and factor.half_solves:
+        delta, eps = _pairs_from_half(pc, factor, alive)
+    else:
+        step = max(1, _BLOCK_BYTES // (8 * 4 * max(att.design.n, 1)))
+        delta = eps = 0.0
+        for lo in range(0, rows.size, step):
+            blk = rows[lo:lo + step]
+            d, e = pc.pair_maxima(blk, None if exact else rows)
+            delta, eps = max(delta, d), max(eps, e)
     lev = pc.lev[alive]
     C_R = float(np.max(1.0 / (1.0 - np.clip(lev, None, 1 - 1e-16))))
     C_ell = float(np.max(pc.grad_norms(alive)))
     eta = float(np.max(pc.sw[alive] * np.abs(pc.xf[alive])))
     k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
     return TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, exact, n)
+
+
+def _pairs_from_half(pc, factor, rows):
+    """``(delta, epsilon)`` over all pairs of ``rows`` from ``Z = L^{-1} X^T`` (H = L L^T):
+    ``A_ij = z_i^T z_j`` in blocks of the upper triangle (half the products), each block
+    giving both ``epsilon_ij`` and ``epsilon_ji``."""
+    Z = factor.half(pc.design.dense_rows(rows).T)            # (p, m)
+    m = rows.size
+    sw, r, s, tb = pc.sw[rows], pc.r[rows], pc.s[rows], pc.tb[rows]
+    step = max(1, _BLOCK_BYTES // (8 * 2 * max(m, 1)))
+    delta = eps = 0.0
+    for lo in range(0, m, step):
+        hi = min(m, lo + step)
+        A = Z[:, lo:hi].T @ Z[:, lo:]                        # (b, m - lo): pairs (i, j >= lo)
+        b = hi - lo
+        A[np.arange(b), np.arange(b)] = 0.0                   # i == j is not a pair
+        # epsilon_ij = sw_i |r_j A_ij + s_j t_i| and epsilon_ji = sw_j |r_i A_ij + s_i t_j|
+        E = A * r[None, lo:]
+        if pc.has_b:
+            E += tb[lo:hi, None] * s[None, lo:]
+            E[np.arange(b), np.arange(b)] = 0.0
+        eps = max(eps, float(np.max(np.abs(E) * sw[lo:hi, None], initial=0.0)))
+        E = A * r[lo:hi, None]
+        if pc.has_b:
+            E += s[lo:hi, None] * tb[None, lo:]
+            E[np.arange(b), np.arange(b)] = 0.0
+        eps = max(eps, float(np.max(np.abs(E) * sw[None, lo:], initial=0.0)))
+        np.abs(A, out=A)
+        A *= sw[lo:hi, None]
+        A *= sw[None, lo:]
+        delta = max(delta, float(A.max(initial=0.0)))
+    return delta, eps
 
 
 def set_constants(att, metric, T, pieces=None) -> TheoremConstants:
