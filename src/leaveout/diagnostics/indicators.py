@@ -21,7 +21,7 @@ import numpy as np
 
 from .theorem import _Pieces, set_constants
 
-__all__ = ["SetDiagnostics", "set_diagnostics", "step_indicators", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
+__all__ = ["SetDiagnostics", "set_diagnostics", "step_indicators", "ProtocolTrust", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
 
 DECREMENT_LIMIT = 0.5
 CHANGE_LIMIT = 1.0
@@ -84,3 +84,46 @@ def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDi
     g_applies = None if global_constants is None else bool(global_constants.applies(T.size))
     return SetDiagnostics(int(T.size), gap, bound, bool(applies), g_applies,
                           (gap <= bound * (1 + 1e-9)) if applies else None, decrement, train, test, bool(outside))
+
+
+class ProtocolTrust:
+    """The per-set trust quantities of ``leaveout reproduce`` for several metrics, with what
+    every set shares computed once: the global constants (exact up to ``exact_limit`` rows)
+    and each metric's pieces.
+
+    :meth:`row` gives, per metric, ``ns_rif_gap`` (``|<grad f, NS - RIF>|``), ``set_bound``
+    (the theorem's bound with the set's constants), ``set_applies`` / ``global_applies``
+    (whether the set's size is within the threshold of the set's / the global constants),
+    ``newton_decrement`` and ``max_change`` (the largest change of a training row's linear
+    predictor under NS).
+    """
+
+    def __init__(self, att, metrics: dict, exact_limit: int = 20000):
+        from .theorem import theorem_constants
+        self.att, self.names = att, list(metrics)
+        self.pieces = {m: _Pieces(att, metrics[m]) for m in self.names}
+        self.phi = {m: np.asarray(metrics[m].gradient(att.model, att.theta), dtype=np.float64) for m in self.names}
+        self.constants = theorem_constants(att, metrics[self.names[0]], exact_limit=exact_limit)
+
+    def row(self, T, G, ns, rif, max_change):
+        from .theorem import TheoremConstants, _pairs_from_half
+        T = np.sort(np.asarray(T))
+        first = self.pieces[self.names[0]]
+        factor = self.att.curvature.factor
+        if T.size > 1 and factor.half_solves:
+            delta, eps = _pairs_from_half(first, factor, T)
+        else:
+            delta, eps = first.pair_maxima(T, T) if T.size > 1 else (0.0, 0.0)
+        C_R = float(np.max(1.0 / (1.0 - np.clip(first.lev[T], None, 1 - 1e-16))))
+        C_ell = float(np.max(first.grad_norms(T)))
+        k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+        decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
+        out = {}
+        for m in self.names:
+            eta = float(np.max(self.pieces[m].sw[T] * np.abs(self.pieces[m].xf[T])))
+            c = TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
+            out[m] = {"ns_rif_gap": abs(float(self.phi[m] @ (ns - rif))), "set_bound": c.bound(T.size),
+                      "set_applies": bool(T.size <= k_thr),
+                      "global_applies": bool(T.size <= self.constants.k_threshold),
+                      "newton_decrement": decrement, "max_change": float(max_change)}
+        return out

@@ -9,11 +9,14 @@ from dataclasses import asdict, dataclass
 
 from .removal import DEFAULT_STRATEGIES, parse_strategy
 
-__all__ = ["ReproduceConfig", "RunError", "RESULT_COLUMNS", "POISON_COLUMNS", "METRIC_NAMES", "METHODS"]
+__all__ = ["ReproduceConfig", "RunError", "RESULT_COLUMNS", "TRUST_COLUMNS", "POISON_COLUMNS", "METRIC_NAMES",
+           "METHODS"]
 
+#: the per-set trust columns (:class:`~leaveout.diagnostics.indicators.ProtocolTrust`)
+TRUST_COLUMNS = ["ns_rif_gap", "set_bound", "set_applies", "global_applies", "newton_decrement", "max_change"]
 RESULT_COLUMNS = ["dataset", "strategy", "k", "metric", "actual", "if", "rif", "ns",
                   "if_linear", "rif_linear", "ns_linear", "actual_linear",
-                  "retrain_converged", "retrain_grad_norm"]
+                  "retrain_converged", "retrain_grad_norm"] + TRUST_COLUMNS
 POISON_COLUMNS = ["dataset", "test_index", "actual", "if", "rif", "retrain_converged", "retrain_grad_norm"]
 METRIC_NAMES = ("test-pred", "test-loss", "self-loss")
 METHODS = ("if", "rif", "ns")

@@ -36,28 +36,34 @@ def batches(todo):
 WORK = {}
 
 
-def evaluate_batch(tasks, att=None, metrics=None):
+TRUST_NAN = {"ns_rif_gap": float("nan"), "set_bound": float("nan"), "set_applies": False,
+             "global_applies": False, "newton_decrement": float("nan"), "max_change": float("nan")}
+
+
+def evaluate_batch(tasks, att=None, metrics=None, trust=None):
     """Certified retrains plus IF / RIF / NS for a batch of removal sets -> rows per set.
 
     The retrains of the batch run in lockstep (:meth:`~leaveout.Attribution.retrain_many`), so every
-    pass over X serves all of them. ``att`` and ``metrics`` default to the ones shared by
-    the worker threads; a dask worker receives its own copies.
+    pass over X serves all of them. ``att``, ``metrics`` and ``trust`` (a
+    :class:`~leaveout.diagnostics.indicators.ProtocolTrust`: the per-set trust columns) default
+    to the ones shared by the worker threads; a dask worker receives its own copies.
     """
     if att is None:
-        att, metrics = WORK["att"], WORK["metrics"]
-    deltas, systems, Ts = [], [], []
+        att, metrics, trust = WORK["att"], WORK["metrics"], WORK.get("trust")
+    deltas, systems, Ts, Gs = [], [], [], []
     for _key, T in tasks:
         d = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif")}
         try:
             G, system = att.newton_system(T, cache=False)
         except ValueError:       # e.g. the set removes a whole class: no Newton step, no refit
-            d["ns"], system = np.full(att.theta.size, np.nan), None
+            d["ns"], system, G = np.full(att.theta.size, np.nan), None, None
         else:
             d["ns"] = system.apply(G)
             system.compact()      # from here on only a preconditioner: float32 halves its memory
         deltas.append(d)
         systems.append(None if system is None else (G, system))
         Ts.append(T)
+        Gs.append(G)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -80,14 +86,19 @@ def evaluate_batch(tasks, att=None, metrics=None):
     XD_all = att.design.matvec(np.column_stack([v for d in deltas for v in d.values()]))
     out = []
     col = 0
-    for (key, _T), d, (converged, gnorm) in zip(tasks, deltas, status):
+    for (key, T), d, (converged, gnorm), G in zip(tasks, deltas, status, Gs):
         dataset, strategy, k = key
-        eff = att.effects_of(d, metrics, XD=XD_all[:, col:col + len(d)])
+        XD = XD_all[:, col:col + len(d)]
+        eff = att.effects_of(d, metrics, XD=XD)
         col += len(d)
+        tr = None
+        if trust is not None and G is not None:
+            tr = trust.row(T, G, d["ns"], d["rif"], np.max(np.abs(XD[:, list(d).index("ns")])))
         rows = []
         for name in metrics:
             row = {"dataset": dataset, "strategy": strategy, "k": int(k), "metric": name,
                    "retrain_converged": converged, "retrain_grad_norm": gnorm}
+            row.update(TRUST_NAN if tr is None else tr[name])
             for m, (removal, linear) in eff[name].items():
                 row[m] = removal
                 row[f"{m}_linear"] = linear

@@ -29,6 +29,7 @@ import numpy as np
 from .._version import __version__
 from ..attribution import Attribution
 from ..datasets import default_l2, resolve
+from ..diagnostics.indicators import ProtocolTrust
 from ..exceptions import ConvergenceWarning
 from ..glm import GLM
 from ..metrics import Logit, SelfLoss, TestLoss, TestPrediction, select_test_subset
@@ -267,7 +268,11 @@ class Runner:
         self.log(f"{prob.name}: n={n_rows} d={n_cols} l2={prob.l2:g} "
                  f"mean leverage {att.leverage.mean():.3f}; {len(sets) - len(todo)} of {len(sets)} sets done")
         if todo:
-            self._evaluate_all(att, metrics, todo, prob.name)
+            trust = ProtocolTrust(att, metrics)
+            eta = {m: float(np.max(trust.pieces[m].sw * np.abs(trust.pieces[m].xf))) for m in trust.names}
+            self.meta.setdefault("trust", {})[prob.name] = {**trust.constants.to_dict(), "eta": eta}
+            self._save_meta()
+            self._evaluate_all(att, metrics, todo, prob.name, trust)
 
     def _record_sets(self, dataset, sets):
         path = os.path.join(self.out, "removal_sets.jsonl")
@@ -317,12 +322,13 @@ class Runner:
             self._cluster.close()
             self._cluster = None
 
-    def _evaluate_dask(self, att, metrics, batches, on_done):
+    def _evaluate_dask(self, att, metrics, batches, on_done, trust=None):
         """Submit every batch as a task; hand results to ``on_done`` as they complete."""
         from dask.distributed import as_completed
         client = self._dask_client()
-        shared = client.scatter([att, metrics], broadcast=True, hash=False)
-        futures = [client.submit(evaluate_batch, batch, shared[0], shared[1], pure=False) for batch in batches]
+        shared = client.scatter([att, metrics, trust], broadcast=True, hash=False)
+        futures = [client.submit(evaluate_batch, batch, shared[0], shared[1], shared[2], pure=False)
+                   for batch in batches]
         try:
             for fut in as_completed(futures):
                 on_done(fut.result())
@@ -331,7 +337,7 @@ class Runner:
             client.cancel(futures)
             raise
 
-    def _evaluate_all(self, att, metrics, todo, label):
+    def _evaluate_all(self, att, metrics, todo, label, trust=None):
         """Evaluate removal sets in batches; with ``jobs > 1``, in that many threads.
 
         Threads share X and the factorisations (no copies); each runs its BLAS calls on
@@ -341,7 +347,7 @@ class Runner:
         from concurrent.futures import ThreadPoolExecutor
 
         from tqdm import tqdm
-        WORK["att"], WORK["metrics"] = att, metrics
+        WORK["att"], WORK["metrics"], WORK["trust"] = att, metrics, trust
         att.prepare(threads=self.jobs)    # shared by the workers: built once, here
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
@@ -356,7 +362,7 @@ class Runner:
 
         if self.scheduler is not None:
             try:
-                self._evaluate_dask(att, metrics, batches, store)
+                self._evaluate_dask(att, metrics, batches, store, trust)
             finally:
                 bar.close()
                 WORK.clear()

@@ -33,7 +33,7 @@ def _parse(col, text):
         return text
     if col in ("k", "test_index"):
         return int(text)
-    if col == "retrain_converged":
+    if col in ("retrain_converged", "set_applies", "global_applies"):
         return text == "true"
     return float(text)
 
