@@ -96,7 +96,14 @@ class ProtocolTrust:
     (whether the set's size is within the threshold of the set's / the global constants),
     ``newton_decrement`` and ``max_change`` (the largest change of a training row's linear
     predictor under NS).
+
+    The set's constants need every pair of its rows (a solve per row): they are computed for
+    sets of at most :attr:`set_limit` rows (64), where ``set_bound`` is NaN and
+    ``set_applies`` false beyond it. No dataset measured comes near: the global thresholds
+    are below one row, and the largest set where a set's own threshold applied had 29 rows.
     """
+
+    set_limit = 64
 
     def __init__(self, att, metrics: dict, exact_limit: int = 20000):
         from .theorem import theorem_constants
@@ -110,20 +117,24 @@ class ProtocolTrust:
         T = np.sort(np.asarray(T))
         first = self.pieces[self.names[0]]
         factor = self.att.curvature.factor
-        if T.size > 1 and factor.half_solves:
+        checked = T.size <= self.set_limit
+        if not checked:
+            delta = eps = float("nan")
+        elif T.size > 1 and factor.half_solves:
             delta, eps = _pairs_from_half(first, factor, T)
         else:
             delta, eps = first.pair_maxima(T, T) if T.size > 1 else (0.0, 0.0)
         C_R = float(np.max(1.0 / (1.0 - np.clip(first.lev[T], None, 1 - 1e-16))))
         C_ell = float(np.max(first.grad_norms(T)))
-        k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+        k_thr = (1.0 / (2 * delta * C_R) if delta > 0 else float("inf")) if checked else float("nan")
         decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
         out = {}
         for m in self.names:
             eta = float(np.max(self.pieces[m].sw[T] * np.abs(self.pieces[m].xf[T])))
             c = TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
-            out[m] = {"ns_rif_gap": abs(float(self.phi[m] @ (ns - rif))), "set_bound": c.bound(T.size),
-                      "set_applies": bool(T.size <= k_thr),
+            out[m] = {"ns_rif_gap": abs(float(self.phi[m] @ (ns - rif))),
+                      "set_bound": c.bound(T.size) if checked else float("nan"),
+                      "set_applies": bool(checked and T.size <= k_thr),
                       "global_applies": bool(T.size <= self.constants.k_threshold),
                       "newton_decrement": decrement, "max_change": float(max_change)}
         return out

@@ -41,6 +41,8 @@ __all__ = ["TheoremConstants", "theorem_constants", "set_constants", "theorem_bo
 
 #: bytes of the (rows x n) block of pair products held at once
 _BLOCK_BYTES = 1 << 26
+#: above this size Z = L^{-1} X^T is kept in float32
+_Z_BYTES = 1 << 25
 
 
 @dataclass
@@ -96,8 +98,11 @@ class _Pieces:
 
     def grad_norms(self, idx):
         """``||H^{-1/2} g_i||`` for rows ``idx``."""
+        idx = np.asarray(idx)
         a_ii = self.lev[idx] / np.where(self.w[idx] > 0, self.w[idx], 1.0)
-        a_ii = np.where(self.w[idx] > 0, a_ii, self._diag(idx))
+        flat = self.w[idx] <= 0                          # no curvature: the leverage says nothing
+        if flat.any():
+            a_ii[flat] = self._diag(idx[flat])
         r, s = self.r[idx], self.s[idx]
         return np.sqrt(np.clip(r ** 2 * a_ii + 2 * r * s * self.tb[idx] + s ** 2 * self.bHb, 0, None))
 
@@ -164,14 +169,21 @@ def _pairs_from_half(pc, factor, rows):
     """``(delta, epsilon)`` over all pairs of ``rows`` from ``Z = L^{-1} X^T`` (H = L L^T):
     ``A_ij = z_i^T z_j`` in blocks of the upper triangle (half the products), each block
     giving both ``epsilon_ij`` and ``epsilon_ji``."""
-    Z = factor.half(pc.design.dense_rows(rows).T)            # (p, m)
     m = rows.size
+    # Z is kept in float32 once it is large (its entries are used for maxima in a bound, where
+    # 1e-7 relative rounding does not matter), built a column block at a time
+    p = factor.L.shape[0]
+    small = 8 * p * m <= _Z_BYTES
+    Zt = np.empty((m, p), dtype=np.float64 if small else np.float32)     # rows z_i^T, contiguous
+    zstep = max(1, (1 << 23) // (8 * p))
+    for lo in range(0, m, zstep):
+        Zt[lo:lo + zstep] = factor.half(pc.design.dense_rows(rows[lo:lo + zstep]).T).T
     sw, r, s, tb = pc.sw[rows], pc.r[rows], pc.s[rows], pc.tb[rows]
-    step = max(1, _BLOCK_BYTES // (8 * 2 * max(m, 1)))
+    step = max(1, (1 << 23) // (8 * max(m, 1)))
     delta = eps = 0.0
     for lo in range(0, m, step):
         hi = min(m, lo + step)
-        A = Z[:, lo:hi].T @ Z[:, lo:]                        # (b, m - lo): pairs (i, j >= lo)
+        A = np.asarray(Zt[lo:hi] @ Zt[lo:].T, dtype=np.float64)       # (b, m - lo): pairs (i, j >= lo)
         b = hi - lo
         A[np.arange(b), np.arange(b)] = 0.0                   # i == j is not a pair
         # epsilon_ij = sw_i |r_j A_ij + s_j t_i| and epsilon_ji = sw_j |r_i A_ij + s_i t_j|
