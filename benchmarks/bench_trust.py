@@ -60,13 +60,15 @@ def run(name, data_dir, out):
     print(f"full protocol {time.perf_counter() - t0:.0f} s")
     with open(os.path.join(folder, "summary.csv"), newline="") as fh:
         full = {(r["metric"], r["method"]): r for r in csv.DictReader(fh) if r["dataset"] == ds.name}
-    print(f"{'metric':<10} {'method':<4} {'calibration (30 sets)':<34} {'full protocol (280 sets)':<34} agree")
+    print(f"{'metric':<10} {'method':<4} {'calibration (30 sets)':<40} {'full protocol (280 sets)':<30} agree")
     for metric, stats in report.calibration.items():
         for method, s in stats.items():
             f = full[(metric, method)]
-            mine = f"{s['median_rel_err']:.3f} / {s['slope']:.2f} / {'yes' if s['reliable'] else 'no'}"
+            word = "borderline" if s["borderline"] else ("yes" if s["reliable"] else "no")
+            mine = f"{s['median_rel_err']:.3f} / {s['slope']:.2f} / {word}"
             theirs = f"{float(f['median_rel_error']):.3f} / {float(f['slope']):.2f} / {'yes' if reliable(f) else 'no'}"
-            print(f"{metric:<10} {method:<4} {mine:<34} {theirs:<34} {'yes' if s['reliable'] == reliable(f) else 'NO'}")
+            agree = "borderline" if s["borderline"] else ("yes" if s["reliable"] == reliable(f) else "NO")
+            print(f"{metric:<10} {method:<4} {mine:<40} {theirs:<30} {agree}")
     for v in report.verdicts.values():
         print("  " + v)
     with open(os.path.join(folder, "report.md"), encoding="utf-8") as fh:
