@@ -135,9 +135,12 @@ class GLMEstimators:
     def hess_quad(self, D):
         """``d^T H d`` for each row d of ``D`` (k, p), without forming H."""
         D2 = np.atleast_2d(D)
-        XD = self.design.matvec(D2.T)
         obj = self.objective
-        out = self.w @ (XD * XD) + obj.lam * np.einsum("ij,ij->i", D2 * obj.pen, D2)
+        out = obj.lam * np.einsum("ij,ij->i", D2 * obj.pen, D2)
+        step = max(1, (1 << 24) // max(self.n_samples, 1))      # X D^T in (n, step) pieces
+        for lo in range(0, D2.shape[0], step):
+            XD = self.design.matvec(D2[lo:lo + step].T)
+            out[lo:lo + step] += self.w @ (XD * XD)
         return out if np.ndim(D) > 1 else float(out[0])
 
     # ------------------------------------------------------------ leverages

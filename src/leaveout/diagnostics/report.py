@@ -67,8 +67,8 @@ class TrustReport:
         lines += ["", head, "-" * len(head)]
         for m, byk in self.calibration.items():
             for k, v in byk.items():
-                lines.append(f"{m:<12} {k:<6} {v['slope']:7.3f} {v['spearman']:9.3f} {v['median_rel_err']:15.3f} "
-                             f"{'yes' if v['reliable'] else 'no'}")
+                word = "borderline" if v.get("borderline") else ("yes" if v["reliable"] else "no")
+                lines.append(f"{m:<12} {k:<6} {v['slope']:7.3f} {v['spearman']:9.3f} {v['median_rel_err']:15.3f} {word}")
         lines += [""] + list(self.verdicts.values())
         return "\n".join(lines)
 
