@@ -169,8 +169,8 @@ def test_cli_commands_and_options_are_unchanged():
              "--no-intercept", "-h", "--help"}
     tables = {"--formula", "--target", "--id", "--test", "--test-rows", "--test-fraction", "--seed",
               "--drop-missing"}
-    assert set(opts) == {"-h", "--help", "--version", "fit", "check", "audit", "scores", "effect", "reproduce",
-                         "datasets"}
+    assert set(opts) == {"-h", "--help", "--version", "fit", "suspects", "check", "audit", "scores", "effect",
+                         "reproduce", "datasets"}
     assert set(opts["fit"]) == model | tables | {"--json"}
     assert set(opts["scores"]) == model | tables | {"--metric", "--out"}
     assert set(opts["effect"]) == model | tables | {"--remove", "--json", "--coef"}

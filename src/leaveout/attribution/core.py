@@ -200,6 +200,15 @@ class Attribution:
         from ..diagnostics import diagnose
         return diagnose(self, metrics, n_sets=n_sets, seed=seed, exact_limit=exact_limit)
 
+    def suspects(self, kind: str = "self", k=None, validation=None, method: str = "rif"):
+        """Training rows ranked by suspicion (probably mislabelled or harmful), a DataFrame
+        sorted by ``score`` (higher = more suspicious) with ``id``, ``label`` and ``prob``:
+        ``kind="validation"`` (removing the row lowers the validation loss), ``"self"`` (the
+        row's own loss rises when it is removed) or ``"relabel"`` (flipping its label lowers
+        the validation loss); see :mod:`leaveout.suspects`."""
+        from ..suspects import suspects
+        return suspects(self, kind=kind, k=k, validation=validation, method=method)
+
     # ------------------------------------------------------------ removal sets
     def _check_T(self, T):
         """A removal set as sorted positions: positions, a boolean mask, or row ids (see

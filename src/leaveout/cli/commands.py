@@ -144,6 +144,44 @@ def cmd_effect(args):
             print(f"{name:<14} {kind:<8} {actual} {row['if']:13.6g} {row['rif']:13.6g} {row['ns']:13.6g}")
 
 
+def cmd_suspects(args):
+    from ..metrics import TestLoss
+    from ..suspects import suspects, verify
+    from ..tables.files import read_table, write_table
+    if args.validation is not None:
+        if args.test is not None or args.test_rows is not None or args.test_fraction is not None:
+            raise UserError("give the validation rows once: --validation, or --test / --test-rows / --test-fraction")
+        args.test = args.validation
+    prob = load_problem(args)
+    for opt in ("top", "verify"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise UserError(f"--{opt} must be a positive number of rows, got {value}")
+    validation = None if prob.X_test is None else TestLoss(prob.X_test, prob.y_test)
+    if args.kind != "self" and validation is None:
+        raise UserError(f"--kind {args.kind} needs validation rows: --validation FILE, --test-fraction F, ...")
+    table = suspects(prob.att, kind=args.kind, validation=validation, method=args.method)
+    if prob.ids is not None:
+        table = table.rename(columns={"id": prob.id_name if prob.id_name != "row" else "id"})
+    positions = table.index.to_numpy()
+    shown = table if args.top is None else table.head(args.top)
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out: give a .csv or .parquet file name, got {args.out!r}")
+    _write_atomic(args.out, lambda fh: write_table(shown.reset_index(drop=True), fh, suffix if suffix == ".csv" else ".parquet"),
+                  binary=suffix != ".csv")
+    print(f"wrote {len(shown)} rows to {args.out}, most suspicious first ({args.kind}, {args.method.upper()})")
+    if args.verify is not None:
+        if validation is None:
+            raise UserError("--verify needs validation rows")
+        res = verify(prob.att, positions[:args.verify], "relabel" if args.kind == "relabel" else "remove", validation)
+        b, a = res["before"], res["after"]
+        acc = "" if b["accuracy"] is None else f", accuracy {b['accuracy']:.4f} -> {a['accuracy']:.4f}"
+        what = "relabelling" if args.kind == "relabel" else "removing"
+        print(f"{what} the top {res['k']}: validation loss {b['loss']:.6g} -> {a['loss']:.6g}{acc} "
+              f"(certified refit: {'yes' if a['converged'] else 'NO'})")
+
+
 def cmd_check(args):
     prob = load_problem(args)
     if args.sets < 0:
@@ -277,4 +315,4 @@ def cmd_datasets(args):
         print(f"{r['name']:<18} {n:>7} {d:>6} {nt:>7}  {r['source']} ({r['where']})")
 
 
-COMMANDS = {"fit": cmd_fit, "check": cmd_check, "audit": cmd_audit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}
+COMMANDS = {"fit": cmd_fit, "suspects": cmd_suspects, "check": cmd_check, "audit": cmd_audit, "scores": cmd_scores, "effect": cmd_effect, "reproduce": cmd_reproduce, "datasets": cmd_datasets}

@@ -115,6 +115,8 @@ def _load_npz(args) -> Problem:
         n_test = data.X_test.shape[0]
         if idx.min() < 0 or idx.max() >= n_test:
             raise UserError(f"--test-index: indices must lie in 0..{n_test - 1}")
+    elif args.command == "suspects":
+        idx = np.arange(data.X_test.shape[0])        # validation: every test row, not the paper's subset
     else:
         idx = select_test_subset(model, data.X_test, data.y_test)
     return Problem(model, Attribution(model), data.n, data.X_test[idx], data.y_test[idx],

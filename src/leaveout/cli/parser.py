@@ -124,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coef", action="append", metavar="NAME", help="also report this coefficient; repeatable")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    p = sub.add_parser("suspects", help="training rows ranked by how likely they are mislabelled or harmful")
+    _add_model_args(p)
+    p.add_argument("--kind", choices=["validation", "self", "relabel"], default="self",
+                   help="validation: removing the row lowers the validation loss; self: its own loss rises "
+                        "when removed; relabel: flipping its label lowers the validation loss (default self)")
+    p.add_argument("--method", choices=["rif", "if"], default="rif", help="estimator (default rif)")
+    p.add_argument("--validation", metavar="FILE",
+                   help="validation rows (same columns); default: the test rows (--test*, or the .npz test split)")
+    p.add_argument("--top", type=int, metavar="K", help="keep the K most suspicious rows")
+    p.add_argument("--verify", type=int, metavar="K",
+                   help="refit without (relabel: with flipped labels of) the top K rows and report the "
+                        "validation loss and accuracy")
+    p.add_argument("--out", required=True, metavar="FILE", help="output table, CSV or Parquet by extension")
+
     p = sub.add_parser("check", help="can IF / RIF / NS be believed here? Theorem 3.1's constants and a "
                                      "calibration against certified retrains")
     _add_model_args(p)
