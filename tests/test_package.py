@@ -28,3 +28,10 @@ def test_tables_example_runs():
     script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "tables.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
     assert "p256" in out and "exact refit" in out
+
+
+def test_label_errors_example_runs():
+    import pathlib
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "label_errors.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert "self-influence (IF)" in out and "test accuracy" in out
