@@ -263,3 +263,15 @@ def test_leverage_sketch_obeys_its_bound_and_is_unbiased():
     assert exact.n_projections == 0 and np.max(np.abs(exact.values - h)) < 1e-10
     with pytest.raises(ValueError, match="eps must be a number in \\(0, 1\\)"):
         att.leverage_sketch(eps=1.5)
+
+
+def test_retrain_many_skips_invalid_sets_when_asked():
+    X, y = make_data(n=60, d=4, seed=21)
+    att = lo.Attribution(lo.GLM(l2=1.0).fit(X, y))
+    bad = np.flatnonzero(y == 1)                       # empties a class
+    good = np.array([0, 5, 9])
+    with pytest.raises(ValueError, match="one class"):
+        att.retrain_many([good, bad])
+    got = att.retrain_many([good, bad], skip_invalid=True)
+    assert got[1] is None
+    np.testing.assert_allclose(got[0].theta_, att.retrain(good).theta_, rtol=1e-9, atol=1e-12)

@@ -255,7 +255,7 @@ class Attribution:
         """
         return self.refits.retrain(self._check_T(T), tol=tol, max_iter=max_iter, init=init)
 
-    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None):
+    def retrain_many(self, Ts, tol=None, max_iter=None, systems=None, skip_invalid: bool = False):
         """Exact refits for several removal sets at once; same results as :meth:`retrain`.
 
         The refits run in lockstep: every pass over X serves all of them (matrix-matrix
@@ -270,13 +270,27 @@ class Attribution:
             Removal sets.
         systems : list, optional
             :meth:`newton_system` of each set, when the caller already has them.
+        skip_invalid : bool
+            A set whose refit is undefined (it empties a class, or leaves H singular) gives
+            ``None`` instead of raising.
 
         Returns
         -------
-        list of GLM
+        list of GLM (or None)
         """
         Ts = [self._check_T(T) for T in Ts]
-        return self.refits.retrain_many(Ts, tol=tol, max_iter=max_iter, systems=systems)
+        try:
+            return self.refits.retrain_many(Ts, tol=tol, max_iter=max_iter, systems=systems)
+        except ValueError:
+            if not skip_invalid:
+                raise
+        out = []                                  # one by one, so that one bad set spoils nothing
+        for T in Ts:
+            try:
+                out.append(self.refits.retrain(T, tol=tol, max_iter=max_iter))
+            except ValueError:
+                out.append(None)
+        return out
 
     # ------------------------------------------------------------ effects on metrics
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:

@@ -121,15 +121,7 @@ def calibrate(att, metrics: dict, n_sets: int = 30, fractions=DEFAULT_FRACTIONS,
     Ts = [T for _kind, T in sets]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        try:
-            refits = att.retrain_many(Ts)
-        except ValueError:                                  # e.g. a set empties a class
-            refits = []
-            for T in Ts:
-                try:
-                    refits.append(att.retrain(T))
-                except ValueError:
-                    refits.append(None)
+        refits = att.retrain_many(Ts, skip_invalid=True)       # a set that empties a class gives None
     rows = []
     for (kind, T), refit in zip(sets, refits):
         if refit is None or not refit.converged_:

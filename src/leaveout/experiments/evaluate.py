@@ -66,15 +66,8 @@ def evaluate_batch(tasks, att=None, metrics=None, trust=None):
         Gs.append(G)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        try:
-            refits = att.retrain_many(Ts, systems=None if None in systems else systems)
-        except ValueError:   # e.g. a set removes a whole class: retrain them one by one
-            refits = []
-            for T in Ts:
-                try:
-                    refits.append(att.retrain(T))
-                except ValueError:
-                    refits.append(None)
+        # a set that removes a whole class gives None (flagged as not converged)
+        refits = att.retrain_many(Ts, systems=None if None in systems else systems, skip_invalid=True)
     status = []
     for d, refit in zip(deltas, refits):
         if refit is not None:
