@@ -110,7 +110,8 @@ def test_suspects_cli(tmp_path, capsys):
                  "--test-fraction", "0.25", "--top", "10", "--verify", "3", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     got = pd.read_csv(out)
-    assert list(got.columns) == ["rid", "score", "label", "prob"] and len(got) == 10
+    assert list(got.columns) == ["id", "score", "label", "prob"] and len(got) == 10
+    assert got.id.str.startswith("r").all()
     assert "relabelling the top 3" in said and "certified refit: yes" in said
     assert main(["suspects", str(path), "--formula", "y ~ x1 + x2", "--kind", "validation", "--out", str(out)]) == 1
     assert "needs validation rows" in capsys.readouterr().err

@@ -161,8 +161,6 @@ def cmd_suspects(args):
     if args.kind != "self" and validation is None:
         raise UserError(f"--kind {args.kind} needs validation rows: --validation FILE, --test-fraction F, ...")
     table = suspects(prob.att, kind=args.kind, validation=validation, method=args.method)
-    if prob.ids is not None:
-        table = table.rename(columns={"id": prob.id_name if prob.id_name != "row" else "id"})
     positions = table.index.to_numpy()
     shown = table if args.top is None else table.head(args.top)
     suffix = os.path.splitext(args.out)[1].lower()
