@@ -60,3 +60,20 @@ def test_select_test_subset_takes_top_losses_and_random_rest(fitted):
     np.testing.assert_array_equal(idx, select_test_subset(fitted, Xt, yt))        # seeded
     assert not np.array_equal(idx, select_test_subset(fitted, Xt, yt, seed=1))
     np.testing.assert_array_equal(select_test_subset(fitted, Xt[:90], yt[:90]), np.arange(90))
+
+
+def test_metric_offsets_enter_every_test_prediction_and_loss():
+    # brute force: the offset shifts each test row's linear predictor
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 3))
+    counts = rng.poisson(np.exp(0.3 * X[:, 0] + 0.2))
+    m = lo.GLM(family="poisson", l2=0.5).fit(X, counts)
+    Xt = rng.normal(size=(10, 3))
+    yt = rng.poisson(2.0, 10).astype(float)
+    off = rng.normal(size=10)
+    z = Xt @ m.coef_ + m.intercept_ + off
+    assert TestPrediction(Xt, offset=off).value(m, m.theta_) == pytest.approx(np.exp(z).sum(), rel=1e-12)
+    assert TestLoss(Xt, yt, offset=off).value(m, m.theta_) == pytest.approx(np.sum(np.exp(z) - yt * z), rel=1e-12)
+    A = np.column_stack([Xt, np.ones(10)])
+    np.testing.assert_allclose(TestPrediction(Xt, offset=off).gradient(m, m.theta_), A.T @ np.exp(z), rtol=1e-12)
+    np.testing.assert_allclose(TestLoss(Xt, yt, offset=off).gradient(m, m.theta_), A.T @ (np.exp(z) - yt), rtol=1e-12)

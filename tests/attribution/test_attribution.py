@@ -275,3 +275,24 @@ def test_retrain_many_skips_invalid_sets_when_asked():
     got = att.retrain_many([good, bad], skip_invalid=True)
     assert got[1] is None
     np.testing.assert_allclose(got[0].theta_, att.retrain(good).theta_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("penalty,l2", [("fixed", 1.0), ("per_sample", 0.05)])
+def test_retrain_certificate_is_recomputed_on_the_kept_rows(penalty, l2):
+    # the reported relative gradient must be max|grad L_T| / max_j sum_{i kept} s_i |x_ij|, on the
+    # kept rows only: a denominator that still counts the removed rows would understate it
+    X, y = make_data(n=70, d=5, seed=31)
+    s = np.random.default_rng(2).uniform(0.5, 2.0, 70)
+    att = lo.Attribution(lo.GLM(l2=l2, penalty=penalty).fit(X, y, sample_weight=s))
+    T = np.array([1, 2, 3, 10, 40])
+    keep = np.setdiff1d(np.arange(70), T)
+    refit = att.retrain(T, tol=1e-6)
+    A = np.column_stack([X[keep], np.ones(keep.size)])
+    w = s[keep]
+    lam = l2 * (w.sum() if penalty == "per_sample" else 1.0)
+    P = np.ones(A.shape[1])
+    P[-1] = 0.0
+    z = A @ refit.theta_
+    grad = A.T @ (w * (1 / (1 + np.exp(-z)) - y[keep])) + lam * P * refit.theta_
+    scale = np.max(np.abs(A).T @ w)
+    assert refit.grad_norm_ == pytest.approx(np.max(np.abs(grad)) / scale, rel=1e-6, abs=1e-15)

@@ -177,3 +177,15 @@ def test_multinomial_bad_classes_give_one_line(multiclass_file, capsys, args, ms
 def test_classes_option_needs_multinomial(data_file, capsys):
     assert main(["effect", str(data_file[0]), "--remove", "1", "--classes", "0,1"]) == 1
     assert "--classes is for --family multinomial" in capsys.readouterr().err
+
+
+def test_unwritable_out_names_the_folder(data_file):
+    import os
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs a folder nobody can create files in (/proc on Linux)")
+    path = data_file[0]
+    proc = subprocess.run([sys.executable, "-m", "leaveout", "scores", str(path), "--metric", "test-loss",
+                           "--out", "/proc/s.csv"], capture_output=True, text=True)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1
+    assert "cannot write in folder '/proc'" in err[0] and ".leaveout-" not in err[0]

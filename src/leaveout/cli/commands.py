@@ -53,7 +53,10 @@ def _write_atomic(path, write, binary=False):
         raise UserError(f"--out: {path!r} is a directory; give a file name")
     if not os.path.isdir(folder):
         raise UserError(f"--out: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".leaveout-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".leaveout-", dir=folder)
+    except OSError as exc:                 # name the folder, not the temporary file
+        raise UserError(f"--out: cannot write in folder {folder!r} ({exc.strerror})") from None
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             write(fh)

@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", required=True, metavar="METRIC", type=metric_name,
                    help="test-pred, test-loss, or coef:NAME (a coefficient by name or position)")
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="output table, CSV or Parquet by extension (id or index, leverage, if, rif)")
+                   help="output table, CSV or Parquet by extension (id or index, leverage, if, rif); if and rif "
+                        "are the predicted change of the metric when the row alone is removed (positive: the "
+                        "metric goes up without it)")
 
     p = sub.add_parser("effect", help="IF/RIF/NS predictions and the exact retrain for one removal set")
     _add_model_args(p)
