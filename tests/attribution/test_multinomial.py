@@ -286,3 +286,22 @@ def test_newton_step_refuses_a_set_that_empties_a_class():
     for method in ("ns", "retrain"):
         with pytest.raises(ValueError, match="T removes every sample of class 'b'"):
             att.delta(T, method)
+
+
+def test_rif_leverage_takes_the_penalty_share_out_under_per_sample():
+    # brute force: trace of (data part of H_i) (H - c_i M)^{-1}, with c_i M the row's penalty share
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 3))
+    labels = rng.integers(0, 3, 40)
+    s = rng.uniform(0.5, 2.0, 40)
+    l2 = 0.3
+    m = lo.GLM(family="multinomial", l2=l2, penalty="per_sample").fit(X, labels, sample_weight=s)
+    att = lo.Attribution(m)
+    A = design(X, True)
+    g, Hs, H = softmax_pieces(A, labels, s, m.theta_, l2, "per_sample", True, 3)
+    Mt = np.diag(np.tile(np.r_[np.ones(3), 0.0], 2))
+    want = np.array([np.trace((Hs[i] - s[i] * l2 * Mt) @ np.linalg.inv(H - s[i] * l2 * Mt)) for i in range(40)])
+    np.testing.assert_allclose(att.rif_leverage, want, rtol=1e-8)
+    plain = np.array([np.trace((Hs[i] - s[i] * l2 * Mt) @ np.linalg.inv(H)) for i in range(40)])
+    np.testing.assert_allclose(att.leverage, plain, rtol=1e-8)
+    assert np.max(np.abs(att.rif_leverage - att.leverage)) > 1e-6        # the share matters here
