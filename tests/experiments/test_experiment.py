@@ -223,3 +223,27 @@ def test_unreachable_scheduler_is_one_line(data_file, tmp_path, capsys, monkeypa
                  "--quiet", "--scheduler", "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err
     assert code == 1 and "--scheduler 'tcp://127.0.0.1:9': cannot connect" in err and "Traceback" not in err
+
+
+def test_poisoning_truth_against_independent_fits(data_file, full_run):
+    # the truth of Figure 3: removing the poisoned point takes the fit from the poisoned one to
+    # the clean one, so "actual" is x_j^T (theta_clean - theta_poisoned), with both fits solved
+    # here independently (scipy's trust-region solver on the explicit objective)
+    from leaveout.datasets import load_npz
+    from reference import design, tight_fit
+    ds = load_npz(data_file)
+    with open(os.path.join(full_run, "poisoning.csv"), newline="") as fh:
+        row = next(csv.DictReader(fh))
+    j = int(row["test_index"])
+    X = np.asarray(ds.X_train, dtype=float)
+    y = np.asarray(ds.y_train, dtype=float)
+    xj = np.asarray(ds.X_test[j], dtype=float)
+    flipped = 1.0 - float(ds.y_test[j])
+    cfg = json.load(open(os.path.join(full_run, "config.json")))["config"]
+    l2, penalty = cfg["l2"], cfg["penalty"]
+    A = design(X, True)
+    clean = tight_fit(A, y, np.ones(len(y)), l2, penalty, True)
+    Ap = np.vstack([A, np.append(xj, 1.0)])
+    poisoned = tight_fit(Ap, np.append(y, flipped), np.ones(len(y) + 1), l2, penalty, True)
+    want = np.append(xj, 1.0) @ (clean - poisoned)
+    assert float(row["actual"]) == pytest.approx(want, rel=1e-6, abs=1e-9)
