@@ -9,6 +9,16 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def _first_non_number(X):
+    """The first entry of ``X`` that float() refuses (for a message)."""
+    for v in np.asarray(X, dtype=object).ravel():
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return v
+    return None
+
+
 def check_X(X, name: str = "X"):
     """Return ``X`` as a 2-D float64 ndarray or CSR matrix with finite entries.
 
@@ -38,8 +48,9 @@ def check_X(X, name: str = "X"):
     if not (isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32)):
         try:
             X = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be a numeric array: {exc}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold numbers; it has non-numeric entries such as "
+                             f"{show(_first_non_number(X))}") from None
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got {X.ndim}-D")
     if X.shape[0] == 0 or X.shape[1] == 0:
