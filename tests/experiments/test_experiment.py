@@ -247,3 +247,16 @@ def test_poisoning_truth_against_independent_fits(data_file, full_run):
     poisoned = tight_fit(Ap, np.append(y, flipped), np.ones(len(y) + 1), l2, penalty, True)
     want = np.append(xj, 1.0) @ (clean - poisoned)
     assert float(row["actual"]) == pytest.approx(want, rel=1e-6, abs=1e-9)
+
+
+def test_status_lines_without_a_terminal_and_quiet(data_file, tmp_path):
+    import subprocess
+    import sys
+    base = [sys.executable, "-m", "leaveout", "reproduce", data_file, "--figure", "1", "--sizes", "4",
+            "--l2", "1e-3", "--strategy", "random", "--strategy", "cluster-l2"]
+    loud = subprocess.run(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert loud.returncode == 0
+    progress = [line for line in loud.stdout.splitlines() if "sets done" in line]
+    assert progress[-1].endswith("8 of 8 sets done") and len(progress) >= 2
+    quiet = subprocess.run(base + ["--out", str(tmp_path / "b"), "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and "sets done" not in quiet.stdout and quiet.stderr == ""

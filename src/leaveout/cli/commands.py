@@ -295,7 +295,8 @@ def cmd_reproduce(args):
     cfg = ReproduceConfig(sizes=args.sizes, l2=args.l2, penalty=args.penalty, seed=args.seed,
                           data_dir=data_dir, **kw)
     runner = Runner(cfg, args.out, jobs=args.jobs, progress=not args.quiet,
-                    log=lambda msg: print(msg, flush=True), scheduler=args.scheduler or args.dask)
+                    log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True)),
+                    scheduler=args.scheduler or args.dask)
     out = runner.run()
     print(f"results in {out}/: report.md, summary.csv, results.csv, figures")
     summary = os.path.join(out, "report.md")

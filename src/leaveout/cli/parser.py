@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the retrains on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
     p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),
                    help="folder of .npz datasets to find DATASET names in (default $LEAVEOUT_DATA_DIR)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
 
     p = sub.add_parser("datasets", help="list the available datasets")
     p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("LEAVEOUT_DATA_DIR"),

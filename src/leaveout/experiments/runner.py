@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 import zlib
@@ -41,6 +42,9 @@ from .store import ResultStore, atomic_write
 from .summary import summarize, write_summary
 
 __all__ = ["Runner"]
+
+#: seconds between status lines when the output is not a terminal
+PROGRESS_SECONDS = 30
 
 
 def _versions():
@@ -352,6 +356,9 @@ class Runner:
         bar = tqdm(total=len(todo), desc=label, unit="set", disable=None if self.progress else True, leave=False)
         n_bad = 0
         batches = make_batches(todo)
+        # without a terminal there is no bar: a status line every 10 % of the sets or 30 s
+        lines = self.progress and not sys.stderr.isatty()
+        last = {"t": time.monotonic(), "decile": 0, "done": 0}
 
         def store(batch_rows):
             nonlocal n_bad
@@ -359,6 +366,12 @@ class Runner:
                 self.results.append(rows)
                 n_bad += not rows[0]["retrain_converged"]
                 bar.update(1)
+                last["done"] += 1
+            if lines:
+                decile = 10 * last["done"] // len(todo)
+                if decile > last["decile"] or time.monotonic() - last["t"] >= PROGRESS_SECONDS:
+                    self.log(f"{label}: {last['done']} of {len(todo)} sets done")
+                    last["decile"], last["t"] = decile, time.monotonic()
 
         if self.scheduler is not None:
             try:
