@@ -260,3 +260,56 @@ def test_status_lines_without_a_terminal_and_quiet(data_file, tmp_path):
     assert progress[-1].endswith("8 of 8 sets done") and len(progress) >= 2
     quiet = subprocess.run(base + ["--out", str(tmp_path / "b"), "--quiet"], capture_output=True, text=True)
     assert quiet.returncode == 0 and "sets done" not in quiet.stdout and quiet.stderr == ""
+
+
+def _reproduce_cmd(data_file, out):
+    import sys
+    return [sys.executable, "-m", "leaveout", "reproduce", data_file, "--figure", "1", "--sizes", "6",
+            "--l2", "1e-3", "--out", str(out), "--quiet"]
+
+
+def _rows_by_key(out):
+    return {(r["dataset"], r["strategy"], r["k"], r["metric"]): r for r in read_rows(str(out))}
+
+
+def test_sigkill_at_random_points_resumes_to_the_same_results(data_file, tmp_path):
+    import signal
+    import subprocess
+    import time
+    ref = tmp_path / "ref"
+    assert subprocess.run(_reproduce_cmd(data_file, ref), capture_output=True).returncode == 0
+    out = tmp_path / "killed"
+    results = out / "results.csv"
+    for wait_rows in (4, 40):                          # two kills, at different points of the run
+        proc = subprocess.Popen(_reproduce_cmd(data_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 60:
+            if results.exists() and results.read_text().count("\n") >= wait_rows:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert subprocess.run(_reproduce_cmd(data_file, out), capture_output=True).returncode == 0
+    a, b = _rows_by_key(ref), _rows_by_key(out)
+    assert a.keys() == b.keys()
+    for key in a:
+        for col in ("actual", "if", "rif", "ns"):
+            assert float(a[key][col]) == pytest.approx(float(b[key][col]), rel=1e-8, abs=1e-12)
+
+
+def test_a_second_run_on_the_same_folder_is_refused(data_file, tmp_path):
+    import subprocess
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "busy"
+    out.mkdir()
+    with open(out / ".lock", "w") as fh:              # another run holds the folder
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write("12345")
+        fh.flush()
+        second = subprocess.run(_reproduce_cmd(data_file, out), capture_output=True, text=True)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert "in use by another leaveout reproduce (pid 12345)" in second.stderr
+        assert not (out / "results.csv").exists() and not (out / "config.json").exists()
+    # released (as the kernel does when the holder dies, even by SIGKILL): the run goes through
+    assert subprocess.run(_reproduce_cmd(data_file, out), capture_output=True).returncode == 0
+    assert len(read_rows(str(out))) == 7 * 6 * 3

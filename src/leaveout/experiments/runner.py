@@ -182,9 +182,52 @@ class Runner:
         return model
 
     def run(self):
+        """Run (or resume) into the output folder; another run on the same folder is refused
+        while this one holds its lock (``.lock``, released when the process ends)."""
+        data = self._load()          # every input checked before anything is written
+        self._lock_folder()
+        try:
+            return self._run(data)
+        finally:
+            self._unlock_folder()
+
+    def _lock_folder(self):
+        """An exclusive lock on ``out/.lock`` (POSIX ``flock``; the kernel releases it when the
+        process ends, even on SIGKILL). Where flock does not exist, no lock is taken."""
+        self._lock = None
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover (not POSIX)
+            return
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise RunError(f"--out {self.out!r} is a file, not a folder")
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            fh = open(os.path.join(self.out, ".lock"), "a+")
+        except OSError as exc:
+            raise RunError(f"--out {self.out!r} is not writable: {exc.strerror}") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise RunError(f"--out {self.out!r} is in use by another leaveout reproduce (pid {holder}); "
+                           "wait for it to finish or use another folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock = fh
+
+    def _unlock_folder(self):
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()           # closing releases the flock
+            self._lock = None
+
+    def _run(self, data):
         t0 = time.perf_counter()
         cfg = self.config
-        data = self._load()          # every input checked before anything is written
         self._prepare_folder()
         done = {(r["dataset"], r["strategy"], r["k"]) for r in self.results.load()}
         problems = []
