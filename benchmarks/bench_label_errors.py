@@ -44,7 +44,7 @@ def oof_probs(X, y, folds=5, seed=0):
     for f in range(folds):
         tr, te = fold != f, fold == f
         m = lo.GLM(l2=L2).fit(_rows(X, np.flatnonzero(tr)), y[tr])
-        p[te] = m.predict_proba(_rows(X, np.flatnonzero(te)))
+        p[te] = m.predict_proba(_rows(X, np.flatnonzero(te)))[:, 1]
     return p
 
 

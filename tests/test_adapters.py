@@ -176,3 +176,15 @@ def test_adapters_name_a_data_mismatch_rather_than_non_convergence():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lo.from_sklearn(est, X, y)          # the right data: no warning at all
+
+
+def test_predict_proba_has_scikit_learns_shape():
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100, 3))
+    y = np.where(rng.random(100) < 1 / (1 + np.exp(-X @ [1.0, -1.0, 0.5])), "yes", "no")
+    est = LogisticRegression(C=2.0, tol=1e-10, max_iter=1000).fit(X, y)
+    mine = lo.from_sklearn(est, X, y).model
+    assert mine.predict_proba(X).shape == (100, 2)
+    np.testing.assert_allclose(mine.predict_proba(X), est.predict_proba(X), atol=1e-6)
+    assert list(mine.classes_) == list(est.classes_)

@@ -354,8 +354,11 @@ class GLM:
         return z if offset is None else z + v.check_offset(offset, design.n, "offset")
 
     def predict_proba(self, X, offset=None) -> np.ndarray:
-        """Logistic: probability of ``classes_[1]``, shape (n_samples,). Multinomial: the
-        probability of each class in ``classes_``, shape (n_samples, n_classes)."""
+        """The probability of each class in ``classes_``, shape (n_samples, n_classes), as in
+        scikit-learn: for the logistic family two columns, ``P(classes_[0])`` and
+        ``P(classes_[1])``, so ``predict_proba(X)[:, 1]`` is the probability of the class coded 1
+        (what ``TestPrediction`` sums). (Before version 0.2 the logistic family returned that
+        column alone, shape (n_samples,).)"""
         if self.family == "multinomial":
             design = self.design_for(X)
             if offset is not None:
@@ -363,7 +366,8 @@ class GLM:
             return self.objective_.loss.mean(self.objective_.linear(design, self.theta_))
         if self.family != "logistic":
             raise ValueError(f"predict_proba is for the logistic and multinomial families; use predict for {self.family!r}")
-        return self.objective_.loss.mean(self.decision_function(X, offset))
+        p1 = self.objective_.loss.mean(self.decision_function(X, offset))
+        return np.column_stack([1.0 - p1, p1])
 
     def predict(self, X, offset=None) -> np.ndarray:
         """Predicted class (logistic, multinomial) or mean response (squared: x^T theta;
