@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 
-COLORS = {"if": "tab:green", "rif": "tab:blue", "ns": "tab:cyan"}
+COLORS = {"if": "tab:green", "rif": "tab:blue", "ns": "tab:orange"}
+#: NS is drawn with hollow markers, RIF and IF filled: told apart by hue and by fill
+HOLLOW = {"ns"}
 LABELS = {"if": "IF", "rif": "RIF", "ns": "NS"}
 MARKERS = {"random": "o", "cluster-feature": "s", "cluster-l2": "D", "top-test-loss-pos": "^",
            "top-test-loss-neg": "v", "top-test-pred-pos": ">", "top-test-pred-neg": "<",
@@ -25,26 +27,43 @@ def _plt():
 
 
 def _panel(ax, rows, x_col, suffix="", methods=("if", "ns", "rif")):
-    xs = np.array([r[x_col] for r in rows])
-    lo, hi = (np.nanmin(xs), np.nanmax(xs)) if xs.size else (0, 1)
+    """Predicted against actual. The axes cover the bulk of the points (the 1st to 99th
+    percentile of every value drawn, padded); points beyond are drawn on the edge as crosses
+    and counted in the corner, so that one outlier does not squash the panel."""
+    xs = np.array([r[x_col] for r in rows], dtype=float)
+    values = [xs] + [np.array([r[m + suffix] for r in rows], dtype=float) for m in methods]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if rows else np.array([0.0, 1.0])
+    lo, hi = (np.percentile(finite, 1), np.percentile(finite, 99)) if finite.size else (0.0, 1.0)
+    pad = 0.08 * (hi - lo if hi > lo else 1.0)
+    lo, hi = lo - pad, hi + pad
+    clipped = 0
     for m in methods:
         for strat in sorted({r["strategy"] for r in rows}):
             sub = [r for r in rows if r["strategy"] == strat]
-            x = [r[x_col] for r in sub]
-            y = [r[m + suffix] for r in sub]
-            ax.scatter(x, y, s=14, c=COLORS[m], marker=MARKERS.get(strat, "o"), alpha=0.75, linewidths=0)
-            lo, hi = min(lo, np.nanmin(y)), max(hi, np.nanmax(y))
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8, zorder=0)
-    ax.set_xlim(lo - pad, hi + pad)
-    ax.set_ylim(lo - pad, hi + pad)
+            x = np.array([r[x_col] for r in sub], dtype=float)
+            y = np.array([r[m + suffix] for r in sub], dtype=float)
+            out = (x < lo) | (x > hi) | (y < lo) | (y > hi)
+            clipped += int(out.sum())
+            kw = ({"facecolors": "none", "edgecolors": COLORS[m], "linewidths": 0.9} if m in HOLLOW
+                  else {"c": COLORS[m], "linewidths": 0})
+            ax.scatter(x[~out], y[~out], s=14, marker=MARKERS.get(strat, "o"), alpha=0.75, **kw)
+            if out.any():
+                ax.scatter(np.clip(x[out], lo, hi), np.clip(y[out], lo, hi), s=18, marker="x",
+                           c=COLORS[m], linewidths=0.9, clip_on=False)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, zorder=0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    if clipped:
+        ax.text(0.02, 0.98, f"{clipped} beyond the axes (x)", transform=ax.transAxes, fontsize=6,
+                va="top", ha="left", color="0.3")
     ax.grid(alpha=0.25)
     ax.tick_params(labelsize=7)
 
 
 def _legend(fig, strategies, methods=("if", "rif", "ns")):
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], ls="", marker="o", color=COLORS[m], label=LABELS[m]) for m in methods]
+    handles = [Line2D([], [], ls="", marker="o", color=COLORS[m], label=LABELS[m],
+                      markerfacecolor="none" if m in HOLLOW else COLORS[m]) for m in methods]
     handles.append(Line2D([], [], color="black", lw=0.8, label="y = x (exact)"))
     handles += [Line2D([], [], ls="", marker=MARKERS.get(s, "o"), color="grey", label=s) for s in strategies]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
@@ -93,21 +112,20 @@ def figure2(rows, out):
     ds_l = sorted({r["dataset"] for r in sl if "[l2=" in r["dataset"]},
                   key=lambda s: float(s.rsplit("[l2=", 1)[1].rstrip("]")))
     ncol = max(len(ds_n), len(ds_l), 1)
-    fig, axes = plt.subplots(2, ncol, figsize=(3.0 * ncol, 6.2), squeeze=False)
-    for row, group in ((0, ds_n), (1, ds_l)):
-        for j in range(ncol):
-            ax = axes[row, j]
-            if j >= len(group):
-                ax.axis("off")
-                continue
-            ds = group[j]
+    fig = plt.figure(figsize=(3.0 * ncol, 6.6))
+    rows_of = [(g, t) for g, t in ((ds_n, "(a) vary n / d"), (ds_l, "(b) vary the penalty l2")) if g]
+    subfigs = np.atleast_1d(fig.subfigures(len(rows_of), 1))
+    for sfig, (group, title) in zip(subfigs, rows_of):
+        axes = np.atleast_1d(sfig.subplots(1, len(group)))     # as many panels as variants: none empty
+        for j, (ax, ds) in enumerate(zip(axes, group)):
             _panel(ax, [r for r in sl if r["dataset"] == ds], "actual")
             ax.set_title(ds, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(("(a) vary n/d" if row == 0 else "(b) vary l2") + "\npredicted self-loss", fontsize=8)
             ax.set_xlabel("actual", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("predicted self-loss", fontsize=8)
+        sfig.suptitle(title, fontsize=9)
+    fig.suptitle("Figure 2: self-loss, predicted against actual, as n / d and the penalty vary", fontsize=10, y=1.02)
     _legend(fig, sorted({r["strategy"] for r in sl}, key=lambda s: list(MARKERS).index(s) if s in MARKERS else 99))
-    fig.tight_layout()
     name = _save(fig, out, "figure2")
     plt.close(fig)
     return name
