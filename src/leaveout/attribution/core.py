@@ -209,6 +209,13 @@ class Attribution:
         from ..suspects import suspects
         return suspects(self, kind=kind, k=k, validation=validation, method=method)
 
+    def audit(self, quantity, target: str = "sign", **options):
+        """The fewest rows whose removal changes a conclusion about ``quantity``, verified by
+        refits, and with ``certify=True`` a proven lower bound; the options and the result
+        are those of :func:`leaveout.audit` (:class:`~leaveout.AuditResult`)."""
+        from ..audit.search import audit
+        return audit(self, quantity, target, **options)
+
     # ------------------------------------------------------------ removal sets
     def _check_T(self, T):
         """A removal set as sorted positions: positions, a boolean mask, or row ids (see

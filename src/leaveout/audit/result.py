@@ -40,6 +40,17 @@ class AuditResult:
         The refits along the search (for a plot).
     note : str or None
         Why the target was not reached ("not reached within ...").
+    lower : int or None
+        With ``certify=True``: a proven lower bound, no set of fewer rows reaches the target
+        (None: no certificate, see ``certificate_note``).
+    lower_method : str or None
+        How ``lower`` was proven (:mod:`leaveout.audit.certify`).
+    certified_exact : bool or None
+        ``lower == k`` for a reached target: ``k`` is then the true minimum.
+    gap : int or None
+        ``k - lower`` for a reached target.
+    certificate_note : str or None
+        Why there is no certificate, or what limited it (a time limit, the singularity).
     """
 
     quantity: str
@@ -61,10 +72,16 @@ class AuditResult:
     note: str | None = None
     refits: int = 0
     seconds: float = 0.0
+    lower: int | None = None
+    lower_method: str | None = None
+    certified_exact: bool | None = None
+    gap: int | None = None
+    certificate_note: str | None = None
+    certificate_seconds: float | None = None
 
     @classmethod
     def build(cls, att, quantity, target, method, se_kind, clustered, rows, fit, base, reached, one_shot,
-              path, note, max_rows, refits, seconds):
+              path, note, max_rows, refits, seconds, certificate=None):
         n = int(np.count_nonzero(np.asarray(att.model.objective_.s) > 0))
         ids = att.row_ids
         labels = [(_plain(ids[i]) if ids is not None else int(i)) for i in rows]
@@ -83,7 +100,7 @@ class AuditResult:
             rows=labels, refit={"value": fit.snap.value, "se": _num(fit.snap.se), "se_full_n": _num(se_full)},
             one_shot={"k": None if k1 is None else int(k1), "predicted": _num(pred1)},
             path=_dedupe([(int(k), float(v), _num(s)) for k, v, s in path]), note=note, refits=refits,
-            seconds=seconds)
+            seconds=seconds, **_certificate_fields(certificate, len(rows), reached))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (``fraction`` and ``rows`` as the CLI's ``--json``)."""
@@ -113,7 +130,15 @@ class AuditResult:
         one = self.one_shot
         tail = (f"one-shot (zaminfluence): {one['k']} rows, predicted {one['predicted']:.6g}"
                 if one["k"] is not None else "one-shot (zaminfluence): not reachable")
-        return "\n".join([head, body, tail, f"{self.refits} certified refits, {self.seconds:.1f} s"])
+        lines = [head, body, tail, f"{self.refits} certified refits, {self.seconds:.1f} s"]
+        if self.lower is not None:
+            exact = (" = k: the minimum" if self.certified_exact
+                     else (f" (gap {self.gap} to the verified k)" if self.gap is not None else ""))
+            lines.append(f"certified: no set of fewer than {self.lower} rows reaches the target{exact} "
+                         f"[{self.lower_method}, {self.certificate_seconds:.1f} s]")
+        if self.certificate_note:
+            lines.append(f"certificate: {self.certificate_note}")
+        return "\n".join(lines)
 
     def plot(self, path=None):
         """Value +- z SE against rows removed along the search, with the one-shot prediction.
@@ -142,6 +167,16 @@ class AuditResult:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+
+def _certificate_fields(cert, k, reached):
+    if cert is None:
+        return {}
+    lower = cert.lower
+    return {"lower": lower, "lower_method": cert.method,
+            "certified_exact": None if lower is None else bool(reached and lower == k),
+            "gap": None if lower is None or not reached else int(k - lower),
+            "certificate_note": cert.note, "certificate_seconds": float(cert.seconds)}
 
 
 def _full_n_factor(calc, n_full):

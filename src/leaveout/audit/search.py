@@ -30,7 +30,6 @@ import warnings
 
 import numpy as np
 
-from ..attribution import Attribution
 from ..exceptions import ConvergenceWarning
 from .result import AuditResult
 from .se import SECalculator
@@ -47,10 +46,11 @@ class _Fit:
     """A fit (the original one or a refit without some rows) seen through the quantity. The
     Attribution (a factorisation) is built only when scores or an SE need it."""
 
-    def __init__(self, model, metric, se_kind, groups, needs_se, att=None):
+    def __init__(self, model, metric, se_kind, groups, needs_se, att=None, factory=None):
         self.model, self.metric = model, metric
         self.se_kind, self.groups = se_kind, groups
         self._att = att
+        self._factory = factory if factory is not None else type(att)
         theta = model.theta_
         self.phi = np.asarray(metric.gradient(model, theta), dtype=np.float64)
         self.calc = SECalculator(self.att, se_kind, groups) if needs_se else None
@@ -60,7 +60,7 @@ class _Fit:
     @property
     def att(self):
         if self._att is None:
-            self._att = Attribution(self.model)
+            self._att = self._factory(self.model)
         return self._att
 
     def changes(self, method):
@@ -111,7 +111,8 @@ class _Search:
         if not refit.converged_:
             return None
         try:
-            return _Fit(refit, self.metric, self.se_kind, self.groups, self.first.calc is not None)
+            return _Fit(refit, self.metric, self.se_kind, self.groups, self.first.calc is not None,
+                        factory=type(self.att0))
         except ValueError:                  # e.g. a singular Hessian, one cluster left
             return None
 
@@ -220,7 +221,7 @@ class _Search:
 
 def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=None, method: str = "adaptive",
           alpha: float = 0.05, value: float = 0.0, max_fraction: float = 0.1, time_limit=None,
-          progress: bool = False) -> AuditResult:
+          progress: bool = False, certify: bool = False, certify_method: str = "auto") -> AuditResult:
     """The fewest rows whose removal changes a conclusion about ``quantity``, verified by refits.
 
     Parameters
@@ -245,17 +246,25 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
     max_fraction : float
         At most this fraction of the rows is removed.
     time_limit : float, optional
-        Seconds for the search (the best verified set so far is reported when it runs out).
+        Seconds for the search (the best verified set so far is reported when it runs out),
+        and separately for the certificate (default 60 s for its mixed-integer programs; the
+        solver's proven bound is reported when it runs out).
     progress : bool
         Show a progress bar (tqdm) over removed rows.
+    certify : bool
+        Also prove a lower bound (``result.lower``): no set of fewer rows reaches the target.
+        For unpenalised least squares and a coefficient or contrast; see
+        :mod:`leaveout.audit.certify`. A smaller set found by an exact method replaces the
+        search's set once its refit verifies it.
+    certify_method : {"auto", "exact", "bound"}
+        How to certify (:mod:`leaveout.audit.certify`).
 
     Returns
     -------
     AuditResult
     """
-    from ..glm import GLM
-    if isinstance(att, GLM):
-        att = Attribution(att)
+    if not hasattr(att, "estimators"):
+        raise TypeError(f"audit needs an Attribution (leaveout.audit wraps a GLM), got {type(att).__name__}")
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not supported; choose one of {list(METHODS)}")
     if not (isinstance(max_fraction, (int, float)) and 0 < max_fraction <= 1):
@@ -270,6 +279,9 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
                          "or a Contrast)")
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is not supported; choose one of {list(TARGETS)}")
+    if certify:
+        from .certify import check_certifiable
+        check_certifiable(model, quantity, target, certify_method)
     groups = None if cluster is None else np.asarray(cluster)
     # an SE is computed whenever it is defined (reported next to the value), required when asked
     want_se = target in ("significance", "opposite") or (_is_linear(quantity) and _se_defined(model))
@@ -320,13 +332,37 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
     if bar is not None:
         bar.close()
     reached = bool(rows) and tgt.reached(fit.snap)
+    cert = None
+    if certify:
+        cert, better = _certify(att, search, quantity, tgt, se, rows if reached else None, max_rows,
+                                certify_method, time_limit, value)
+        if better is not None:
+            rows, fit = better
+            search.record(rows, fit)
+            reached, note = True, None
     if not reached and note is None:
         note = "the refit does not reach the target"
     return AuditResult.build(
         att=att, quantity=quantity, target=tgt, method=method, se_kind=se if tgt.needs_se else None,
         clustered=groups is not None, rows=sorted(rows), fit=fit, base=search.base, reached=reached,
         one_shot=(k1, predicted1), path=search.path, note=None if reached else note, max_rows=max_rows,
-        refits=search.refits, seconds=time.perf_counter() - t0)
+        refits=search.refits, seconds=time.perf_counter() - t0, certificate=cert)
+
+
+def _certify(att, search, quantity, tgt, se, rows, max_rows, method, time_limit, value):
+    """The certificate, and ``(rows, fit)`` when its witness is a verified smaller set."""
+    from .certify import certify
+    if search.groups is not None:
+        se = "cluster"
+    cert = certify(att, quantity, tgt, se=se, upper=len(rows) if rows else None, max_rows=max_rows,
+                   method=method, time_limit=time_limit, value=value)
+    w = cert.witness
+    if w and (rows is None or len(w) < len(rows)):
+        fit = search.fit(sorted(w))
+        if fit is not None and tgt.reached(fit.snap):
+            return cert, (sorted(w), fit)
+        cert.note = ((cert.note + "; ") if cert.note else "") + "the exact method's set did not verify by a refit"
+    return cert, None
 
 
 def _is_linear(metric):

@@ -211,10 +211,15 @@ def cmd_audit(args):
             raise UserError("--target flip is for --family logistic (a binary predicted class)")
         quantity = Logit(_test_row(prob, args.test_row))
         quantity.name = f"logit[test row {args.test_row}]"
+    if args.certify and (prob.model.family != "squared" or prob.model.l2 != 0):
+        raise UserError("--certify is for unpenalised least squares: give --family squared --l2 0")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UserError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
     groups = _clusters(prob, args.cluster)
     result = audit(prob.att, quantity, target=args.target, se=args.se, cluster=groups, method=args.method,
                    alpha=args.alpha, max_fraction=args.max_fraction, time_limit=args.time_limit,
-                   progress=not args.quiet and not args.json)
+                   progress=not args.quiet and not args.json, certify=args.certify,
+                   certify_method=args.certify_method)
     if args.out is not None:
         _write_audit(result, args.out)
     if args.json:

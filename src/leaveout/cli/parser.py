@@ -167,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05; normal critical value)")
     q.add_argument("--max-fraction", type=float, default=0.1, metavar="F",
                    help="remove at most this fraction of the rows (default 0.1)")
-    q.add_argument("--time-limit", type=float, metavar="S", help="seconds for the search")
+    q.add_argument("--time-limit", type=float, metavar="S",
+                   help="seconds for the search, and separately for --certify (default: no limit for the "
+                        "search, 60 s for the certificate's mixed-integer program)")
+    q.add_argument("--certify", action="store_true",
+                   help="also prove a lower bound: no set of fewer rows changes the conclusion (OLS: --family "
+                        "squared --l2 0; a coefficient; sign, or significance with --se nonrobust)")
+    q.add_argument("--certify-method", choices=["auto", "exact", "bound"], default="auto",
+                   help="exact: closed forms and mixed-integer programs (HiGHS) for small d; bound: "
+                        "Rubinstein-Hopkins triangle bounds, fast for large n and d; auto (default): both")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.add_argument("--out", metavar="DIR", help="also write audit.json, rows.csv, path.csv and audit.png here")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
