@@ -86,6 +86,8 @@ def main():
             att = fit(path, "Cind ~ . - village")
             res, wall = run(att, Coefficient("treatment"), "sign", lim, max_fraction=0.15)
             print(row(f"{group} t={t} sign (d={att.theta.size})", res, None, wall))
+            res, wall = run(att, Coefficient("treatment"), "significance", lim, max_fraction=0.15)
+            print(row(f"{group} t={t} significance (classical)", res, None, wall))
         village = pd.read_csv(path).village.to_numpy()
         res, wall = run(att, Coefficient("treatment"), "significance", lim, se="HC0", cluster=village)
         print(row(f"{group} t={t} significance (cluster)", res, None, wall))

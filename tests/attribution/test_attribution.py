@@ -113,10 +113,15 @@ def test_rif_equals_ns_for_one_sample(penalty):
 
 
 def test_rif_is_if_rescaled_by_leverage_under_fixed_penalty():
-    X, y, s, m, att, _ = setup("fixed", True, False, "uniform", seed=6)
-    np.testing.assert_allclose(att.rescaled_influence(),
-                               att.influence() / (1 - att.leverage)[:, None], rtol=1e-10)
-    np.testing.assert_array_equal(att.rif_leverage, att.leverage)
+    # Sherman-Morrison, checked on dense pieces computed outside the package: under "fixed"
+    # H_i = w_i x_i x_i^T, so (H - H_i)^-1 g_i = H^-1 g_i / (1 - w_i x_i^T H^-1 x_i)
+    X, y, s, m, att, (A, g, Hs, H, w) = setup("fixed", True, False, "random", seed=6)
+    lev = w * np.einsum("ij,ji->i", A, np.linalg.solve(H, A.T))
+    IF = np.linalg.solve(H, g.T).T
+    RIF = np.array([np.linalg.solve(H - Hs[i], g[i]) for i in range(A.shape[0])])
+    np.testing.assert_allclose(RIF, IF / (1 - lev)[:, None], rtol=1e-9)      # the identity itself
+    np.testing.assert_allclose(att.rif_leverage, lev, rtol=1e-10)
+    np.testing.assert_allclose(att.rescaled_influence(), RIF, rtol=1e-9)
 
 
 def test_sign_convention_effect_is_refit_minus_original():

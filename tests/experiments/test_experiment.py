@@ -313,3 +313,72 @@ def test_a_second_run_on_the_same_folder_is_refused(data_file, tmp_path):
     # released (as the kernel does when the holder dies, even by SIGKILL): the run goes through
     assert subprocess.run(_reproduce_cmd(data_file, out), capture_output=True).returncode == 0
     assert len(read_rows(str(out))) == 7 * 6 * 3
+
+
+def test_a_set_that_removes_a_class_is_flagged_not_measured():
+    """The runner's batch evaluation: a set emptying class 1 has no Newton step and no retrain;
+    its rows say so (retrain_converged False, NS and actual NaN) while IF/RIF stay defined, and
+    the other sets of the same batch are measured against their refits."""
+    import leaveout as lo
+    from leaveout.experiments.evaluate import evaluate_batch
+    from leaveout.metrics import Coefficient
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.zeros(40, dtype=int)
+    ones = np.array([3, 11, 25])
+    y[ones] = 1
+    att = lo.Attribution(lo.GLM(l2=1.0).fit(X, y))
+    metrics = {"coef0": Coefficient(0)}
+    rows = evaluate_batch([(("d", "s", 3), ones), (("d", "s", 2), np.array([0, 1]))], att, metrics)
+    bad, good = rows[0][0], rows[1][0]
+    assert bad["retrain_converged"] is False
+    assert np.isnan(bad["ns"]) and np.isnan(bad["actual"]) and np.isfinite(bad["rif"])
+    keep = np.setdiff1d(np.arange(40), [0, 1])
+    ref = lo.GLM(l2=1.0, tol=1e-12).fit(X[keep], y[keep])
+    assert good["retrain_converged"] is True
+    assert good["actual"] == pytest.approx(ref.coef_[0] - att.model.coef_[0], rel=1e-6, abs=1e-9)
+
+
+def _ds(name, n, d, seed):
+    from leaveout.datasets import Dataset
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return Dataset(name, X, (X[:, 0] > 0).astype(int), X[:10], (X[:10, 0] > 0).astype(int))
+
+
+@pytest.mark.parametrize("wide_present", [True, False])
+def test_figure2_problems_are_built_as_documented(tmp_path, wide_present):
+    """n = d * {1, 2, 4, 8, 16} rows subsampled from the first dataset (where there are enough,
+    and at least 20), each a subset of its rows; the lambda sweep 1e-4 .. 1 on the first d > n
+    dataset, else on a subsample of the first to n = d / 2; the first dataset's paper lambda
+    for the n/d problems."""
+    cfg = ReproduceConfig(datasets=("a",))
+    assert cfg.fig2_ratios == (1, 2, 4, 8, 16) and cfg.fig2_l2 == (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    assert cfg.fig2_sizes == 6
+    base = _ds("spam_bow", 300, 40, 0)
+    data = [base, _ds("wide", 30, 50, 1)] if wide_present else [base]
+    runner = Runner(cfg, str(tmp_path / "out"))
+    probs = runner._figure2_problems(data)
+    ratio = [p for p in probs if "[l2=" not in p.name]
+    assert [p.X.shape[0] for p in ratio] == [40, 80, 160]        # 320 and 640 exceed n = 300
+    rows = {tuple(r) for r in base.X_train}
+    for p in ratio:
+        assert {tuple(r) for r in p.X} <= rows and len({tuple(r) for r in p.X}) == p.X.shape[0]
+        assert p.l2 == 1e-3 and p.sizes == 6                     # spam_bow's paper lambda
+    sweep = [p for p in probs if "[l2=" in p.name]
+    assert [p.l2 for p in sweep] == list(cfg.fig2_l2)
+    for p in sweep:
+        assert p.X.shape[1] > p.X.shape[0]
+        assert p.X.shape == ((30, 50) if wide_present else (20, 40))
+
+
+def test_paper_lambdas_match_the_readme():
+    import pathlib
+    import re
+    from leaveout.datasets import default_l2
+    text = pathlib.Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    m = re.search(r"λ = ([0-9.e-]+) \(([0-9.e-]+) for `fashion_dogfish`, ([0-9.e-]+) for `spam_bow`\)", text)
+    assert m, "the README no longer states the per-dataset lambdas"
+    assert default_l2("cifar_catdog") == float(m.group(1))
+    assert default_l2("fashion_dogfish") == float(m.group(2))
+    assert default_l2("spam_bow") == float(m.group(3))

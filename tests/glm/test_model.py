@@ -149,6 +149,14 @@ class TestBadInput:
             lo.GLM().fit(self.X, self.y, sample_weight=-np.ones(80))
 
     def test_unpenalised_non_separable_fits(self):
+        # against an independent fit: statsmodels' Logit (Newton, its own code), and the
+        # gradient of the log-likelihood at our answer
+        sm = pytest.importorskip("statsmodels.api")
         X, y = make_data(n=300, d=3, seed=16)
-        m = lo.GLM(l2=0).fit(X, y)
+        m = lo.GLM(l2=0, tol=1e-12).fit(X, y)
         assert m.converged_
+        ref = sm.Logit(y, np.column_stack([X, np.ones(300)])).fit(disp=0, tol=1e-12, maxiter=100)
+        np.testing.assert_allclose(m.theta_, ref.params, rtol=1e-7, atol=1e-9)
+        A = np.column_stack([X, np.ones(300)])
+        p = 1 / (1 + np.exp(-A @ m.theta_))
+        assert np.max(np.abs(A.T @ (p - y))) < 1e-9

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_factor, solve_triangular
 
+from ..metrics import Coefficient, Contrast
+
 __all__ = ["OLSProblem", "LEVERAGE_ONE", "CERTIFY_METHODS", "check_certifiable", "reduce_two_row_cells"]
 
 CERTIFY_METHODS = ("auto", "exact", "bound")
@@ -164,7 +166,7 @@ def check_certifiable(model, quantity, target: str, method: str) -> None:
     if model.l2 != 0:
         raise ValueError(f"certificates are for unpenalised least squares; the model has l2={model.l2:g} "
                          "(refit with l2=0)")
-    if type(quantity).__name__ not in ("Coefficient", "Contrast"):
+    if not isinstance(quantity, (Coefficient, Contrast)):
         raise ValueError("certificates need a coefficient or a contrast of coefficients as the quantity "
                          f"(got {getattr(quantity, 'name', type(quantity).__name__)})")
 
