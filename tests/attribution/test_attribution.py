@@ -301,3 +301,47 @@ def test_retrain_certificate_is_recomputed_on_the_kept_rows(penalty, l2):
     grad = A.T @ (w * (1 / (1 + np.exp(-z)) - y[keep])) + lam * P * refit.theta_
     scale = np.max(np.abs(A).T @ w)
     assert refit.grad_norm_ == pytest.approx(np.max(np.abs(grad)) / scale, rel=1e-6, abs=1e-15)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_rif_of_a_few_rows_before_any_cache_matches_brute_force(penalty):
+    # a fresh Attribution computes a_i for a few rows directly (no all-sample pass); more
+    # than 64 rows go through the all-sample leverages; both against dense solves
+    X, y, s, m, _, (A, g, Hs, H, w) = setup(penalty, True, False, "random", seed=12, n=150, d=5)
+    for T in (np.array([4, 60, 149]), np.arange(0, 140, 2)):
+        att = lo.Attribution(m)
+        want = sum(np.linalg.solve(H - Hs[i], g[i]) for i in T)
+        assert rel_err(att.delta(T, "rif"), want) < 1e-9
+        assert "_rif_lev" not in att.estimators.__dict__ or T.size > 64
+
+
+def test_rif_scores_nan_only_where_a_row_alone_makes_h_singular():
+    # one row holds a column on its own (leverage 1, no penalty on it with l2=0 and squared loss)
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.normal(size=(30, 2)), np.zeros(30)])
+    X[5, 2] = 1.0
+    y = X[:, 0] + rng.normal(size=30)
+    att = lo.Attribution(lo.GLM(family="squared", l2=0.0).fit(X, y))
+    phi = np.array([1.0, 0, 0, 0])
+    scores = np.asarray(att.estimators.rif_scores(phi, on_singular="nan"))
+    assert np.isnan(scores[5]) and np.all(np.isfinite(np.delete(scores, 5)))
+    A = np.column_stack([X, np.ones(30)])
+    for i in (0, 17):
+        keep = np.setdiff1d(np.arange(30), [i])
+        theta_i = np.linalg.lstsq(A[keep], y[keep], rcond=None)[0]
+        assert scores[i] == pytest.approx(theta_i[0] - att.theta[0], rel=1e-8)   # exact for OLS
+    with pytest.raises(lo.LeverageError, match="sample 5"):
+        att.estimators.rif_scores(phi)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_self_loss_effects_against_the_dense_objective(penalty):
+    from reference import objective
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, False, "random", seed=13)
+    l2 = 0.5 if penalty == "fixed" else 0.02
+    f, _grad, _hess = objective(A, y.astype(float), s, l2, penalty, True)
+    rng = np.random.default_rng(0)
+    deltas = [rng.normal(scale=0.3, size=A.shape[1]) for _ in range(3)]
+    for d, (removal, linear) in zip(deltas, att.estimators.self_loss_effects(deltas)):
+        assert removal == pytest.approx(f(m.theta_ + d) - f(m.theta_), rel=1e-9)
+        assert linear == pytest.approx(0.5 * d @ H @ d, rel=1e-9)
