@@ -78,3 +78,21 @@ def test_a_direction_held_only_by_the_penalty_still_refits_exactly():
     keep = np.setdiff1d(np.arange(40), [5, 6])
     fresh = lo.GLM(l2=1e-3).fit(X[keep], y[keep])
     np.testing.assert_allclose(refit.theta_, fresh.theta_, rtol=1e-6, atol=1e-8)
+
+
+def test_messages_carry_plain_numbers_not_numpy_reprs():
+    """No 'np.int64(1)' or 'np.str_' in what users read: a sweep of error paths."""
+    import pandas as pd
+    from leaveout.metrics import Coefficient
+    df = pd.DataFrame({"x": np.arange(20.0), "y": (np.arange(20) % 3 == 0).astype(int), "g": list("ab") * 10})
+    att = lo.Attribution(lo.GLM.from_formula("y ~ x + C(g)", df))
+    calls = [lambda: att.scores(Coefficient("nope")), lambda: att.scores(Coefficient(7)),
+             lambda: att.delta(np.array([25])), lambda: att.delta(np.array([1, 1])),
+             lambda: att.retrain(np.flatnonzero(df.y.values == 1)), lambda: att.to_frame({"a": np.ones(3)}),
+             lambda: att.model.predict(pd.DataFrame({"x": [1.0], "g": ["c"]})),
+             lambda: lo.audit(att, Coefficient("x"), "significance", se="HC5")]
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        text = str(info.value)
+        assert "np." not in text and "\n" not in text, text

@@ -146,7 +146,12 @@ class Attribution:
         import pandas as pd
         ids = self.row_ids
         index = pd.Index(np.arange(self.n_samples) if ids is None else ids, name="id" if ids is not None else "row")
-        return pd.DataFrame({k: np.asarray(v) for k, v in columns.items()}, index=index)
+        cols = {k: np.asarray(v) for k, v in columns.items()}
+        for k, v in cols.items():
+            if v.ndim != 1 or v.shape[0] != self.n_samples:
+                raise ValueError(f"to_frame: column {k!r} has shape {v.shape}; give one value per training row "
+                                 f"({self.n_samples})")
+        return pd.DataFrame(cols, index=index)
 
     def positions_of(self, ids) -> np.ndarray:
         """Positions (0-based) of the training rows with these ids."""

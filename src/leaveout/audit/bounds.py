@@ -170,7 +170,7 @@ def triangle_bounds(problem, k_max: int, block: int = 512, deadline: float = np.
         b1, b2, tt1, tt2 = _exact_small(P, h, z, R, Hb, s, e)
         best1, best2, t1, t2 = max(best1, b1), max(best2, b2), min(t1, tt1), min(t2, tt2)
     ks = np.arange(1, k_max + 1)
-    A = np.array([np.sort(z * R)[::-1][:k].sum() for k in ks])
+    A = np.cumsum(np.sort(z * R)[::-1])[:k_max]
     B = _topk_sums(rho["zR"])
     Nz = np.sqrt(np.maximum(_topk_sums(rho["zz"]), 0.0))
     NR = np.sqrt(np.maximum(_topk_sums(rho["RR"]), 0.0))

@@ -159,7 +159,7 @@ def _sign(P, K, method, deadline):
 
 
 def _kmax(P, K):
-    return int(max(2, min(K, _MAX_CELLS // max(P.n, 1), P.n - P.d - 1)))
+    return int(max(1, min(K, _MAX_CELLS // max(P.n, 1), P.n - P.d - 1)))
 
 
 def _left(deadline):

@@ -199,6 +199,8 @@ def cmd_check(args):
 def cmd_audit(args):
     from ..audit import audit
     from ..metrics import Coefficient, Logit
+    if args.certify and (args.family != "squared" or args.l2 != 0):
+        raise UserError("--certify is for unpenalised least squares: give --family squared --l2 0")
     prob = load_problem(args)
     if args.coef is not None:
         if args.target == "flip":
@@ -211,8 +213,6 @@ def cmd_audit(args):
             raise UserError("--target flip is for --family logistic (a binary predicted class)")
         quantity = Logit(_test_row(prob, args.test_row))
         quantity.name = f"logit[test row {args.test_row}]"
-    if args.certify and (prob.model.family != "squared" or prob.model.l2 != 0):
-        raise UserError("--certify is for unpenalised least squares: give --family squared --l2 0")
     if args.time_limit is not None and not args.time_limit > 0:
         raise UserError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
     groups = _clusters(prob, args.cluster)
