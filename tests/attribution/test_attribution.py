@@ -345,3 +345,42 @@ def test_self_loss_effects_against_the_dense_objective(penalty):
     for d, (removal, linear) in zip(deltas, att.estimators.self_loss_effects(deltas)):
         assert removal == pytest.approx(f(m.theta_ + d) - f(m.theta_), rel=1e-9)
         assert linear == pytest.approx(0.5 * d @ H @ d, rel=1e-9)
+
+
+def test_hess_quad_in_pieces_matches_the_dense_hessian(monkeypatch):
+    from leaveout.attribution import estimators
+    X, y, s, m, att, (A, g, Hs, H, w) = setup("per_sample", True, False, "random", seed=14)
+    D = np.random.default_rng(1).normal(size=(7, A.shape[1]))
+    want = np.einsum("ij,jk,ik->i", D, H, D)
+    np.testing.assert_allclose(att.estimators.hess_quad(D), want, rtol=1e-10)
+    monkeypatch.setattr(estimators, "_QUAD_CELLS", 2 * A.shape[0])       # two rows of D at a time
+    np.testing.assert_allclose(att.estimators.hess_quad(D), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_newton_step_and_retrain_refuse_a_set_emptying_either_class(label):
+    X, y, s, m, att, _ = setup("fixed", True, False, "uniform", seed=15, n=40)
+    T = np.flatnonzero(y == label)
+    for call in (lambda: att.delta(T, "ns"), lambda: att.retrain(T)):
+        with pytest.raises(ValueError, match="every sample of one class"):
+            call()
+    att.delta(T[:-1], "ns")                        # one row of the class left: defined
+
+
+def test_a_metric_object_reused_on_another_model_follows_that_model():
+    X, y = make_data(n=60, d=3, seed=2)
+    f = TestLoss(X[:10], y[:10])
+    a = lo.GLM(l2=1.0).fit(X, y)
+    b = lo.GLM(l2=1.0, fit_intercept=False).fit(X, y)
+    assert f.value(a, a.theta_) == pytest.approx(TestLoss(X[:10], y[:10]).value(a, a.theta_))
+    assert f.value(b, b.theta_) == pytest.approx(TestLoss(X[:10], y[:10]).value(b, b.theta_), rel=1e-12)
+
+
+def test_coefficient_bounds_and_the_intercept_aliases():
+    X, y = make_data(n=60, d=3, seed=2)
+    m = lo.GLM(l2=1.0).fit(X, y)
+    assert Coefficient("Intercept").value(m, m.theta_) == m.intercept_
+    assert Coefficient("intercept").value(m, m.theta_) == m.intercept_
+    assert Coefficient(2).value(m, m.theta_) == m.coef_[2]
+    with pytest.raises(ValueError, match="0..2"):
+        Coefficient(3).value(m, m.theta_)

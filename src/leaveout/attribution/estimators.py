@@ -46,6 +46,7 @@ __all__ = ["GLMEstimators"]
 
 #: RIF leverages above this are treated as 1 (removing the sample leaves H singular)
 _LEVERAGE_ONE = 1.0 - 1e-12
+_QUAD_CELLS = 1 << 24          # entries of X D^T held at once by hess_quad
 
 
 class GLMEstimators:
@@ -137,7 +138,7 @@ class GLMEstimators:
         D2 = np.atleast_2d(D)
         obj = self.objective
         out = obj.lam * np.einsum("ij,ij->i", D2 * obj.pen, D2)
-        step = max(1, (1 << 24) // max(self.n_samples, 1))      # X D^T in (n, step) pieces
+        step = max(1, _QUAD_CELLS // max(self.n_samples, 1))    # X D^T in (n, step) pieces
         for lo in range(0, D2.shape[0], step):
             XD = self.design.matvec(D2[lo:lo + step].T)
             out[lo:lo + step] += self.w @ (XD * XD)
