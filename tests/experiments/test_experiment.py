@@ -382,3 +382,21 @@ def test_paper_lambdas_match_the_readme():
     assert default_l2("cifar_catdog") == float(m.group(1))
     assert default_l2("fashion_dogfish") == float(m.group(2))
     assert default_l2("spam_bow") == float(m.group(3))
+
+
+def test_a_retrain_that_does_not_converge_is_flagged_and_left_out_of_the_summary():
+    """Retrains limited to 1 Newton step on a large removal do not converge: the batch marks
+    them, and the summary counts only certified retrains."""
+    import leaveout as lo
+    from leaveout.experiments.evaluate import evaluate_batch
+    from leaveout.metrics import Coefficient
+    X, y = make_data(n=80, d=4, seed=3)
+    att = lo.Attribution(lo.GLM(l2=1e-3).fit(X, y))
+    att.model.max_iter = 1
+    T = np.arange(0, 30)
+    rows = evaluate_batch([(("d", "random", 30), T)], att, {"coef0": Coefficient(0)})
+    row = rows[0][0]
+    assert row["retrain_converged"] is False and row["retrain_grad_norm"] > att.model.tol
+    att.model.max_iter = 100
+    rows = evaluate_batch([(("d", "random", 30), T)], att, {"coef0": Coefficient(0)})
+    assert rows[0][0]["retrain_converged"] is True
