@@ -350,7 +350,7 @@ def test_self_loss_effects_against_the_dense_objective(penalty):
 def test_hess_quad_in_pieces_matches_the_dense_hessian(monkeypatch):
     from leaveout.attribution import estimators
     X, y, s, m, att, (A, g, Hs, H, w) = setup("per_sample", True, False, "random", seed=14)
-    D = np.random.default_rng(1).normal(size=(7, A.shape[1]))
+    D = np.random.default_rng(1).normal(size=(A.shape[1] + 2, A.shape[1]))     # more rows than columns
     want = np.einsum("ij,jk,ik->i", D, H, D)
     np.testing.assert_allclose(att.estimators.hess_quad(D), want, rtol=1e-10)
     monkeypatch.setattr(estimators, "_QUAD_CELLS", 2 * A.shape[0])       # two rows of D at a time
