@@ -291,6 +291,10 @@ def test_attribution_audit_method_and_cli(tmp_path, capsys):
     att = lo.Attribution(lo.GLM.from_formula("y ~ x", pd.read_csv(path), family="squared", l2=0))
     res = att.audit(Coefficient("x"), certify=True, max_fraction=0.5)
     assert res.certified_exact and res.lower == res.k
+    import matplotlib
+    matplotlib.use("Agg")
+    labels = [t.get_text() for t in res.plot().axes[0].get_legend().get_texts()]
+    assert (f"certified: fewer than {res.lower} rows cannot" in labels) == (res.lower > 1)
     assert main(["audit", str(path), "--formula", "y ~ x", "--family", "squared", "--l2", "0", "--id", "id",
                  "--coef", "x", "--certify", "--max-fraction", "0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -157,6 +157,9 @@ class AuditResult:
         if one["k"] is not None and one["predicted"] is not None:
             ax.plot([0, one["k"]], [self.original["value"], one["predicted"]], "s--", color="tab:orange",
                     label="one-shot prediction")
+        if self.lower is not None and self.lower > 1:
+            ax.axvspan(0, self.lower - 1, color="tab:green", alpha=0.12, lw=0,
+                       label=f"certified: fewer than {self.lower} rows cannot")
         ax.axhline(0.0, color="0.4", lw=0.8)
         ax.set_xlabel("rows removed")
         ax.set_ylabel(self.quantity)
