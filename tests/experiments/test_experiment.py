@@ -400,3 +400,38 @@ def test_a_retrain_that_does_not_converge_is_flagged_and_left_out_of_the_summary
     att.model.max_iter = 100
     rows = evaluate_batch([(("d", "random", 30), T)], att, {"coef0": Coefficient(0)})
     assert rows[0][0]["retrain_converged"] is True
+
+
+def test_summary_statistics_against_a_direct_computation():
+    """Each method against its own reference: removal estimates against the retrain's removal
+    effect, *_linear ones against its linear effect; rows with a NaN, or whose retrain did
+    not converge, are left out; too few sets give NaN correlations."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        a, al = rng.normal(), rng.normal()
+        r = {"dataset": "d", "strategy": "s", "k": i, "metric": "m", "retrain_converged": True,
+             "actual": a, "actual_linear": al}
+        for meth in ("if", "rif", "ns"):
+            r[meth] = a * rng.uniform(0.5, 1.5)
+            r[f"{meth}_linear"] = al * rng.uniform(0.5, 1.5)
+        rows.append(r)
+    rows[3]["rif"] = float("nan")
+    rows.append(dict(rows[0], k=99, actual=50.0, rif=-50.0, retrain_converged=False))
+    got = {r["method"]: r for r in summarize(rows)}
+    for meth in ("if", "rif", "ns", "if_linear", "rif_linear", "ns_linear"):
+        ref = "actual_linear" if meth.endswith("_linear") else "actual"
+        a = np.array([r[ref] for r in rows[:12]])
+        p = np.array([r[meth] for r in rows[:12]])
+        keep = np.isfinite(p)
+        a, p = a[keep], p[keep]
+        assert got[meth]["n_sets"] == a.size
+        assert got[meth]["slope"] == pytest.approx(a @ p / (a @ a), rel=1e-12)
+        assert got[meth]["pearson"] == pytest.approx(np.corrcoef(a, p)[0, 1], rel=1e-10)
+        ra, rp = np.argsort(np.argsort(a)), np.argsort(np.argsort(p))
+        assert got[meth]["spearman"] == pytest.approx(np.corrcoef(ra, rp)[0, 1], rel=1e-10)
+        assert got[meth]["median_rel_error"] == pytest.approx(np.median(np.abs(p - a) / np.abs(a)), rel=1e-12)
+    few = summarize(rows[:2])
+    assert all(np.isnan(r["pearson"]) and np.isnan(r["spearman"]) for r in few)
+    zero = summarize([dict(r, actual=0.0) for r in rows[:5]])
+    assert np.isnan({r["method"]: r for r in zero}["if"]["slope"])
