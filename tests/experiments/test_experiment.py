@@ -435,3 +435,32 @@ def test_summary_statistics_against_a_direct_computation():
     assert all(np.isnan(r["pearson"]) and np.isnan(r["spearman"]) for r in few)
     zero = summarize([dict(r, actual=0.0) for r in rows[:5]])
     assert np.isnan({r["method"]: r for r in zero}["if"]["slope"])
+
+
+def test_summary_table_lays_out_the_summary():
+    from leaveout.experiments.summary import summary_table
+    rng = np.random.default_rng(1)
+    rows = []
+    for ds in ("b", "a"):
+        for metric in ("self-loss", "test-pred"):
+            for i in range(6):
+                a = rng.normal()
+                r = {"dataset": ds, "strategy": "s", "k": i, "metric": metric, "retrain_converged": True,
+                     "actual": a, "actual_linear": a}
+                for meth in ("if", "rif", "ns"):
+                    r[meth] = r[f"{meth}_linear"] = a * rng.uniform(0.5, 1.5)
+                rows.append(r)
+    summary = summarize(rows)
+    lines = summary_table(summary).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert len(cells[0]) == 3 + 9 and cells[1] == ["---"] * 12
+    assert cells[0][:4] == ["dataset", "metric", "sets", "IF slope"]
+    assert [c[:2] for c in cells[2:]] == [["a", "test-pred"], ["a", "self-loss"], ["b", "test-pred"], ["b", "self-loss"]]
+    index = {(r["dataset"], r["metric"], r["method"]): r for r in summary}
+    for c in cells[2:]:
+        assert c[2] == "6"
+        for j, meth in enumerate(("if", "rif", "ns")):
+            r = index[(c[0], c[1], meth)]
+            assert c[3 + 3 * j:6 + 3 * j] == [f"{r['slope']:.3f}", f"{r['spearman']:.3f}", f"{r['median_rel_error']:.3f}"]
+    only_b = summary_table(summary, datasets=["b"]).splitlines()[2:]
+    assert [line.split("|")[1].strip() for line in only_b] == ["b", "b"]
