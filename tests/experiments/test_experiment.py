@@ -464,3 +464,21 @@ def test_summary_table_lays_out_the_summary():
             assert c[3 + 3 * j:6 + 3 * j] == [f"{r['slope']:.3f}", f"{r['spearman']:.3f}", f"{r['median_rel_error']:.3f}"]
     only_b = summary_table(summary, datasets=["b"]).splitlines()[2:]
     assert [line.split("|")[1].strip() for line in only_b] == ["b", "b"]
+
+
+def test_batches_keep_order_and_their_limits():
+    """Lockstep batches bound memory: at most BATCH_SETS sets and BATCH_ROWS removed rows each
+    (a set bigger than that alone), consecutive, every set exactly once."""
+    from leaveout.experiments.evaluate import BATCH_ROWS, BATCH_SETS, batches
+    rng = np.random.default_rng(0)
+    sizes = list(rng.integers(1, BATCH_ROWS // 3, size=5 * BATCH_SETS)) + [BATCH_ROWS + 5, 2, 3]
+    todo = [((i,), np.arange(k)) for i, k in enumerate(sizes)]
+    out = batches(todo)
+    assert [t for b in out for t in b] == todo
+    for b in out:
+        rows = sum(len(t[1]) for t in b)
+        assert len(b) <= BATCH_SETS and (rows <= BATCH_ROWS or len(b) == 1)
+    for b, nxt in zip(out, out[1:]):          # a batch closes only when the next set would break a limit
+        rows = sum(len(t[1]) for t in b)
+        assert len(b) == BATCH_SETS or rows + len(nxt[0][1]) > BATCH_ROWS
+    assert batches([]) == []
