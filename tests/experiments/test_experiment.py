@@ -482,3 +482,21 @@ def test_batches_keep_order_and_their_limits():
         rows = sum(len(t[1]) for t in b)
         assert len(b) == BATCH_SETS or rows + len(nxt[0][1]) > BATCH_ROWS
     assert batches([]) == []
+
+
+def test_a_batch_gives_each_set_the_rows_it_gets_alone():
+    """Sets evaluated together share passes over X; each must still get its own numbers."""
+    import leaveout as lo
+    from leaveout.experiments.evaluate import evaluate_batch
+    from leaveout.metrics import Coefficient, SelfLoss, TestLoss
+    X, y = make_data(n=90, d=4, seed=4)
+    att = lo.Attribution(lo.GLM(l2=0.5).fit(X, y))
+    metrics = {"coef0": Coefficient(0), "test-loss": TestLoss(X[:10], y[:10]), "self-loss": SelfLoss()}
+    rng = np.random.default_rng(0)
+    tasks = [(("d", "random", k), np.sort(rng.choice(90, k, replace=False))) for k in (3, 7, 12)]
+    together = evaluate_batch(tasks, att, metrics)
+    for task, rows in zip(tasks, together):
+        alone = evaluate_batch([task], att, metrics)[0]
+        for a, b in zip(rows, alone):
+            for key in ("if", "rif", "ns", "actual", "if_linear", "rif_linear", "ns_linear", "actual_linear"):
+                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (task[0], a["metric"], key)
