@@ -51,6 +51,14 @@ def test_end_to_end_writes_every_artefact(full_run):
     assert len(main_rows) == 7 * 5 * 3                     # strategies x sizes x metrics
     assert all(r["retrain_converged"] == "true" for r in rows)
     assert max(float(r["retrain_grad_norm"]) for r in rows) <= 1e-9
+    # the per-set trust columns are filled for every set: the exact NS-RIF gap on the metric,
+    # the Newton decrement, the largest linear-predictor change (all >= 0)
+    for key in ("ns_rif_gap", "newton_decrement", "max_change"):
+        vals = np.array([float(r[key]) for r in main_rows])
+        assert np.all(np.isfinite(vals) & (vals >= 0)), key
+    gap = np.array([float(r["ns_rif_gap"]) for r in main_rows if r["metric"] == "test-pred"])
+    diff = np.array([abs(float(r["ns_linear"]) - float(r["rif_linear"])) for r in main_rows if r["metric"] == "test-pred"])
+    np.testing.assert_allclose(gap, diff, rtol=1e-6, atol=1e-12)     # |<grad f, NS - RIF>|
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["config"]["sizes"] == 5 and cfg["config"]["penalty"] == "per_sample"
     assert len(cfg["test_index"]["toy"]) == 100 and "numpy" in cfg["versions"]
