@@ -490,6 +490,13 @@ def test_batches_keep_order_and_their_limits():
         rows = sum(len(t[1]) for t in b)
         assert len(b) == BATCH_SETS or rows + len(nxt[0][1]) > BATCH_ROWS
     assert batches([]) == []
+    # the limits are reached exactly, not one early or one late
+    ones = [((i,), np.arange(1)) for i in range(3 * BATCH_SETS + 1)]
+    assert [len(b) for b in batches(ones)] == [BATCH_SETS] * 3 + [1]
+    half = BATCH_ROWS // 2
+    exact = [((0,), np.arange(half)), ((1,), np.arange(BATCH_ROWS - half)), ((2,), np.arange(BATCH_ROWS)),
+             ((3,), np.arange(half)), ((4,), np.arange(BATCH_ROWS - half)), ((5,), np.arange(1))]
+    assert [[t[0][0] for t in b] for b in batches(exact)] == [[0, 1], [2], [3, 4], [5]]
 
 
 def test_a_batch_gives_each_set_the_rows_it_gets_alone():
