@@ -96,3 +96,40 @@ def test_bad_arguments(ctx):
         removal_set("random", 0, np.random.default_rng(0), ctx)
     with pytest.raises(TypeError, match="Generator"):
         removal_set("random", 3, 0, ctx)
+
+
+def test_cluster_feature_centres_follow_the_data_not_its_mirror():
+    # all-positive features: a set centred on the drawn row covers the whole range over seeds;
+    # a band around -x_i (a sign slip) would always be the k smallest values
+    rng = np.random.default_rng(1)
+    X = rng.exponential(size=(300, 3))
+    ctx = RemovalContext(X, {})
+    k = 10
+    lowest = {j: set(np.argsort(X[:, j])[:k].tolist()) for j in range(3)}
+    at_bottom = sum(any(set(removal_set("cluster-feature", k, np.random.default_rng(s), ctx).tolist()) == lowest[j]
+                        for j in range(3)) for s in range(30))
+    assert at_bottom <= 3
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.05])
+def test_cluster_l2_is_the_centre_and_its_nearest_rows_at_any_scale(scale):
+    # at scale 0.05 every squared distance is below 1: a floor or a misplaced centre shows
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 5)) * scale
+    ctx = RemovalContext(X, {})
+    for seed in range(5):
+        T = removal_set("cluster-l2", 8, np.random.default_rng(seed), ctx)
+        ok = [c for c in T if set(np.argsort(np.linalg.norm(X - X[c], axis=1))[:8].tolist()) == set(T.tolist())]
+        assert ok
+
+
+def test_size_limits_are_exact():
+    from leaveout.removal import removal_sizes
+    ks = removal_sizes(200, count=5, low=0.01, high=0.5)            # largest 100: needs exactly 200 rows
+    assert ks.max() == 100
+    with pytest.raises(ValueError, match="at least 202 training rows"):
+        removal_sizes(201, count=5, low=0.01, high=0.5026)
+    ctx = RemovalContext(np.zeros((10, 2)), {})
+    assert removal_set("random", 9, np.random.default_rng(0), ctx).size == 9
+    with pytest.raises(ValueError, match="between 1 and 9"):
+        removal_set("random", 10, np.random.default_rng(0), ctx)
