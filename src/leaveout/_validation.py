@@ -125,6 +125,18 @@ def check_binary_y(y, n_samples: int, name: str = "y"):
     return (y == classes[1]).astype(np.float64), classes
 
 
+#: what a sample weight means for standard errors (see leaveout.audit.se)
+WEIGHT_KINDS = ("analytic", "frequency")
+
+
+def check_weight_kind(weights) -> str:
+    """``weights`` if it names a meaning of the sample weights, else a one-line ValueError."""
+    if weights not in WEIGHT_KINDS:
+        raise ValueError(f"weight_kind={weights!r} is not a meaning of the sample weights; choose 'analytic' "
+                         "(statsmodels WLS / GLM var_weights) or 'frequency' (GLM freq_weights)")
+    return weights
+
+
 def show(x) -> str:
     """``repr`` of a label without numpy's type wrapper (``3``, not ``np.int64(3)``)."""
     return repr(x.item() if isinstance(x, np.generic) else x)

@@ -17,6 +17,7 @@ from leaveout.audit.bounds import triangle_bounds
 from leaveout.audit.certify import certify
 from leaveout.audit.exact import bigm_mip, binary_regressor, pairs_mip
 from leaveout.audit.ols import OLSProblem
+from leaveout.audit.se import standard_error
 from leaveout.audit.targets import Snapshot, Target
 from leaveout.cli import main
 from leaveout.metrics import Coefficient, Contrast
@@ -346,3 +347,48 @@ def test_two_row_category_fold_is_exact():
             assert res.lower <= truth <= res.k
             checked += 1
     assert checked >= 3
+
+
+def _freq_t(X, y, w, keep):
+    """Classical t of the first coefficient under frequency weights (sigma^2 = RSS_w / (sum w - d)),
+    by weighted lstsq on the kept rows."""
+    r = np.sqrt(w[keep])
+    beta = np.linalg.lstsq(X[keep] * r[:, None], y[keep] * r, rcond=None)[0]
+    rss = float(w[keep] @ (y[keep] - X[keep] @ beta) ** 2)
+    cov = np.linalg.inv((X[keep] * w[keep, None]).T @ X[keep])
+    return beta[0] / np.sqrt(rss / (w[keep].sum() - X.shape[1]) * cov[0, 0])
+
+
+def test_frequency_weight_significance_certificate_below_brute_force():
+    """Frequency weights: the degrees of freedom are sum w - d, less the weight removed; the
+    certificate stays below the brute-force count and the audit's classical SE is the
+    frequency one (statsmodels GLM freq_weights)."""
+    rng = np.random.default_rng(21)
+    checked = 0
+    for _ in range(30):
+        n = 14
+        X = np.column_stack([rng.standard_normal(n), np.ones(n)])
+        y = X @ [rng.uniform(0.4, 0.9), 0.1] + rng.standard_normal(n)
+        w = rng.uniform(0.3, 1.2, n) if checked % 2 else rng.integers(1, 5, n).astype(float)
+        t0 = _freq_t(X, y, w, np.arange(n))
+        if abs(t0) <= 1.96:
+            continue
+        truth, min_t = None, []
+        for k in (1, 2, 3):
+            ts = [np.sign(t0) * _freq_t(X, y, w, np.setdiff1d(np.arange(n), T))
+                  for T in itertools.combinations(range(n), k)]
+            min_t.append(min(ts))
+            if truth is None and min_t[-1] <= 1.96:
+                truth = k
+        model = lo.GLM(family="squared", l2=0, weight_kind="frequency").fit(X[:, :1], y, sample_weight=w)
+        se = standard_error(lo.Attribution(model), [1.0, 0.0])
+        assert t0 == pytest.approx(model.coef_[0] / se, rel=1e-9)
+        cert = certify(model, Coefficient(0), Target("significance", Snapshot(float(model.coef_[0]), se)),
+                       max_rows=3)
+        assert truth is None or cert.lower <= truth
+        P = OLSProblem.from_attribution(model, Coefficient(0))
+        tb = triangle_bounds(P, 3)
+        for k in (1, 2, 3):          # a bound where it matters: a positive t (a negative one certifies nothing)
+            assert tb.t_lower(P, k) <= max(min_t[k - 1], 0.0) + 1e-9
+        checked += 1
+    assert checked >= 8

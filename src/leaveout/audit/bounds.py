@@ -86,11 +86,13 @@ class TriangleBounds:
         return int(self.k[-1]) + 1
 
     def t_lower(self, problem, k) -> float:
-        """A lower bound on the t statistic after removing any k rows."""
+        """A lower bound on the t statistic after removing any k rows (under frequency weights,
+        where the degrees of freedom depend on the rows, a lower bound on ``max(t, 0)``: all a
+        significance certificate needs)."""
         if k in self.exact_t:
             return self.exact_t[k]
         lam, U = self.lam[k - 1], self.U[k - 1]
-        dof = problem.n - k - problem.d
+        dof = problem.dof(k)
         if not (lam < 1) or U >= problem.margin or dof <= 0:
             return -np.inf
         return (problem.margin - U) * np.sqrt(dof * (1 - lam) / (problem.rss * problem.a2))
@@ -190,14 +192,13 @@ def triangle_bounds(problem, k_max: int, block: int = 512, deadline: float = np.
 def _exact_small(P, h, z, R, Hb, s, e):
     """Exact max Delta and min t over single rows and pairs (of the pool) whose first row is
     in [s, e)."""
-    n, d = P.n, P.d
     i = np.arange(s, e)
     om = 1.0 - h[i]
     ok1 = om > _SINGULAR
     d1 = np.where(ok1, z[i] * R[i] / np.where(ok1, om, 1.0), -np.inf)
     rss1 = P.rss - np.where(ok1, R[i] ** 2 / np.where(ok1, om, 1.0), 0.0)
     v1 = P.a2 + np.where(ok1, z[i] ** 2 / np.where(ok1, om, 1.0), 0.0)
-    t1 = _tstat(P.margin - d1, rss1, v1, n - 1 - d)
+    t1 = _tstat(P.margin - d1, rss1, v1, P.dof(1))
     t1 = np.where(ok1, t1, np.inf)
     # pairs (i, l), l > i: M = [[1 - h_i, -H_il], [-H_il, 1 - h_l]]
     a, b = (1.0 - h[i])[:, None], (1.0 - h)[None, :]
@@ -214,7 +215,7 @@ def _exact_small(P, h, z, R, Hb, s, e):
     d2 = np.where(ok, quad(z, R), -np.inf)
     rss2 = P.rss - quad(R, R)
     v2 = P.a2 + quad(z, z)
-    t2 = np.where(ok, _tstat(P.margin - d2, rss2, v2, n - 2 - d), np.inf)
+    t2 = np.where(ok, _tstat(P.margin - d2, rss2, v2, P.dof(2)), np.inf)
     return (float(d1.max(initial=-np.inf)), float(d2.max(initial=-np.inf)),
             float(t1.min(initial=np.inf)), float(t2.min(initial=np.inf)))
 

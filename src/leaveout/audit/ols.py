@@ -95,6 +95,24 @@ class OLSProblem:
         # rows whose removal alone leaves the design singular are in no flip (module docstring)
         self.pool = np.flatnonzero(self.h < LEVERAGE_ONE)
         self.cells = []                                # two-row categories folded (reduce_two_row_cells)
+        self._freq = None                              # frequency weights: (sum s - d, top weight sums)
+
+    def use_frequency_weights(self, weights, d):
+        """Count the classical SE's degrees of freedom as frequency weights do: ``sum s - d``
+        for the problem's original rows and ``d`` columns, less the weight a set removes. A
+        set of k rows removes at most the k largest weights, so :meth:`dof` is a lower
+        bound on the degrees of freedom left, which keeps every t-statistic bound valid (a
+        positive t grows with its degrees of freedom)."""
+        w = np.sort(np.asarray(weights, dtype=float))[::-1]
+        self._freq = (float(w.sum()) - d, np.concatenate([[0.0], np.cumsum(w)]))
+
+    def dof(self, k: int) -> float:
+        """Degrees of freedom of the classical SE after removing k rows (frequency weights: the
+        fewest over every set of k rows)."""
+        if self._freq is None:
+            return self.n - k - self.d
+        base, top = self._freq
+        return base - top[min(int(k), top.size - 1)]
 
     @classmethod
     def from_attribution(cls, att, quantity, value=0.0):
@@ -113,6 +131,8 @@ class OLSProblem:
         X, y, c, w, positions, cells = reduce_two_row_cells(X, y, c, s[keep], keep)
         P = cls(X, y, c, value, weights=w, positions=positions)
         P.cells = cells
+        if getattr(model, "weight_kind", "analytic") == "frequency":
+            P.use_frequency_weights(s[keep], obj.pen.size)
         return P
 
     # ---------------------------------------------------------------- exact, per set
@@ -144,12 +164,13 @@ class OLSProblem:
         return r is not None and r[0] >= self.margin
 
     def t_after(self, T) -> float:
-        """The classical t statistic of ``q - value`` after removing T (``sigma^2 = RSS/(n-k-d)``)."""
+        """The classical t statistic of ``q - value`` after removing T (``sigma^2 = RSS/(n-k-d)``;
+        frequency weights: :meth:`dof`)."""
         r = self.removal(T)
         if r is None:
             return float("nan")
         delta, rss, v = r
-        dof = self.n - len(T) - self.d
+        dof = self.dof(len(T))
         return (self.margin - delta) / np.sqrt(max(rss, 0.0) / dof * v)
 
 

@@ -74,6 +74,12 @@ class GLM:
         multiplied by the weighted mean absolute deviation of y.
     max_iter : int, default=100
         Maximum number of Newton iterations.
+    weight_kind : {"analytic", "frequency"}, default="analytic"
+        What a sample weight means for standard errors (the fit, and every removal estimate,
+        is the same under both). ``"analytic"``: row i is one observation whose loss counts
+        ``s_i`` times (statsmodels ``WLS(weights=)``, ``GLM(var_weights=)``); ``"frequency"``: row
+        i stands for ``s_i`` identical rows (``GLM(freq_weights=)``), so the number of
+        observations is ``sum s``. See :mod:`leaveout.audit.se`.
 
     Attributes
     ----------
@@ -103,13 +109,15 @@ class GLM:
     """
 
     def __init__(self, family: str = "logistic", l2: float = 1.0, penalty: str = "fixed",
-                 fit_intercept: bool = True, tol: float = 1e-9, max_iter: int = 100):
+                 fit_intercept: bool = True, tol: float = 1e-9, max_iter: int = 100,
+                 weight_kind: str = "analytic"):
         self.family = family
         self.l2 = l2
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
+        self.weight_kind = weight_kind
 
     # ------------------------------------------------------------------ fitting
     def _loss_for(self, n_classes=None):
@@ -123,6 +131,7 @@ class GLM:
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
         if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        v.check_weight_kind(self.weight_kind)
         return loss
 
     def fit(self, X, y, sample_weight=None, init=None, offset=None, classes=None,
@@ -140,7 +149,8 @@ class GLM:
             Logistic: two distinct values (0/1, bool, or any two labels, mapped in sorted
             order). Multinomial: any labels. Squared / Poisson: real / non-negative values.
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; a weight of w counts as w copies of the row.
+            Non-negative weights: row i's loss counts ``s_i`` times. Whether a weight is
+            analytic or a frequency matters only for standard errors (``weight_kind``).
         init : array-like of shape (n_features + fit_intercept,), optional
             Warm start (intercept last; multinomial: ``theta`` as in the module docstring).
         offset : array-like of shape (n_samples,), optional
@@ -292,7 +302,8 @@ class GLM:
         """A new GLM with this model's settings and classes, fitted to ``objective`` (this
         model's training objective with other weights), or given its solved ``result``."""
         refit = GLM(family=self.family, l2=self.l2, penalty=self.penalty, fit_intercept=self.fit_intercept,
-                    tol=self.tol if tol is None else tol, max_iter=self.max_iter if max_iter is None else max_iter)
+                    tol=self.tol if tol is None else tol, max_iter=self.max_iter if max_iter is None else max_iter,
+                    weight_kind=self.weight_kind)
         for attr in ("classes_", "n_features_in_", "feature_names_in_", "row_ids_", "n_dropped_", "encoding_"):
             if hasattr(self, attr):
                 setattr(refit, attr, getattr(self, attr))
@@ -429,4 +440,5 @@ class GLM:
 
     def __repr__(self):
         return (f"GLM(family={self.family!r}, l2={self.l2!r}, penalty={self.penalty!r}, "
-                f"fit_intercept={self.fit_intercept!r})")
+                f"fit_intercept={self.fit_intercept!r}" + (f", weight_kind={self.weight_kind!r})"
+                                                           if self.weight_kind != "analytic" else ")"))
