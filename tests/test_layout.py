@@ -142,7 +142,8 @@ def test_public_api_is_unchanged():
         "GLM", "Attribution", "metrics", "from_sklearn", "from_statsmodels", "ConvergenceWarning",
         "ConvergenceError", "SingularHessianError", "LeverageError", "__version__",
         "audit", "AuditResult",                  # added by the audit (#12)
-        "UnreliableEstimateWarning"])            # added by the trust report (#13)
+        "UnreliableEstimateWarning",             # added by the trust report (#13)
+        "summarize"])                            # the coefficient table (#21)
     # the stable import paths that examples and users rely on
     from leaveout.experiment import ReproduceConfig, Runner  # noqa: F401
     from leaveout.losses import sum_to_zero_basis  # noqa: F401
@@ -168,10 +169,10 @@ def test_cli_commands_and_options_are_unchanged():
     model = {"data", "--test-index", "--family", "--classes", "--label", "--l2", "--penalty",
              "--no-intercept", "-h", "--help"}
     tables = {"--formula", "--target", "--id", "--test", "--test-rows", "--test-fraction", "--seed",
-              "--drop-missing"}
+              "--drop-missing", "--weights", "--weight-kind"}        # weights: #21
     assert set(opts) == {"-h", "--help", "--version", "fit", "suspects", "check", "audit", "scores", "effect",
                          "reproduce", "datasets"}
-    assert set(opts["fit"]) == model | tables | {"--json"}
+    assert set(opts["fit"]) == model | tables | {"--json", "--se", "--cluster", "--alpha"}
     assert set(opts["scores"]) == model | tables | {"--metric", "--out"}
     assert set(opts["effect"]) == model | tables | {"--remove", "--json", "--coef"}
     assert set(opts["reproduce"]) == {

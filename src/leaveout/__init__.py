@@ -14,7 +14,7 @@ from . import metrics
 from ._version import __version__
 from .adapters import from_sklearn, from_statsmodels
 from .attribution import Attribution
-from .audit import AuditResult, audit
+from .audit import AuditResult, audit, summarize
 from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
                          UnreliableEstimateWarning)
 from .glm import GLM
@@ -24,6 +24,7 @@ __all__ = [
     "Attribution",
     "audit",
     "AuditResult",
+    "summarize",
     "metrics",
     "from_sklearn",
     "from_statsmodels",

@@ -115,13 +115,18 @@ def check_binary_y(y, n_samples: int, name: str = "y"):
     classes = np.unique(y)
     if classes.size < 2:
         raise ValueError(
-            f"{name} has only one class ({classes[0]!r}); logistic regression needs two"
+            f"{name} has only one class ({show(classes[0])}); logistic regression needs two"
         )
     if classes.size > 2:
-        raise ValueError(
-            f"{name} has {classes.size} distinct values; binary logistic regression needs exactly two "
-            "(use family='multinomial' for more classes)"
-        )
+        if y.dtype.kind in "fc" and not np.all(y == np.round(y)):
+            hint = "a continuous response: use family='squared' (--family squared)"
+        elif y.dtype.kind in "iufcb" and np.all(classes >= 0):
+            hint = ("counts: use family='poisson' (--family poisson); classes: family='multinomial' "
+                    "(--family multinomial)")
+        else:
+            hint = "more than two classes: use family='multinomial' (--family multinomial)"
+        raise ValueError(f"{name} has {classes.size} distinct values; binary logistic regression needs exactly "
+                         f"two ({hint})")
     return (y == classes[1]).astype(np.float64), classes
 
 

@@ -205,12 +205,14 @@ class Attribution:
         from ..diagnostics import diagnose
         return diagnose(self, metrics, n_sets=n_sets, seed=seed, exact_limit=exact_limit)
 
-    def suspects(self, kind: str = "self", k=None, validation=None, method: str = "rif"):
+    def suspects(self, kind: str = "loo", k=None, validation=None, method: str | None = None):
         """Training rows ranked by suspicion (probably mislabelled or harmful), a DataFrame
         sorted by ``score`` (higher = more suspicious) with ``id``, ``label`` and ``prob``:
-        ``kind="validation"`` (removing the row lowers the validation loss), ``"self"`` (the
-        row's own loss rises when it is removed) or ``"relabel"`` (flipping its label lowers
-        the validation loss); see :mod:`leaveout.suspects`."""
+        ``kind="loo"`` (default: the row's loss when it is left out; IF by default),
+        ``"loss"`` (its training loss), ``"self"`` (how much its own loss rises when it is
+        removed), ``"validation"`` (removing it lowers the validation loss) or ``"relabel"``
+        (flipping its label lowers the validation loss); ``method`` defaults to IF for
+        ``"loo"`` and RIF for the others. See :mod:`leaveout.suspects`."""
         from ..suspects import suspects
         return suspects(self, kind=kind, k=k, validation=validation, method=method)
 

@@ -11,6 +11,7 @@ from . import search as _search
 from .certify import CERTIFY_METHODS, Certificate, certify
 from .result import AuditResult
 from .se import SE_KINDS, SECalculator, standard_error
+from .summary import FitSummary, summarize
 from .search import METHODS
 from .targets import TARGETS
 
@@ -23,5 +24,5 @@ def audit(att, quantity, target: str = "sign", **options) -> AuditResult:
         att = Attribution(att)
     return _search.audit(att, quantity, target, **options)
 
-__all__ = ["audit", "AuditResult", "certify", "Certificate", "standard_error", "SECalculator", "SE_KINDS", "METHODS",
+__all__ = ["audit", "AuditResult", "summarize", "FitSummary", "certify", "Certificate", "standard_error", "SECalculator", "SE_KINDS", "METHODS",
            "TARGETS", "CERTIFY_METHODS"]

@@ -68,21 +68,48 @@ def _write_atomic(path, write, binary=False):
 
 
 def cmd_fit(args):
+    from ..audit import summarize
     prob = load_problem(args)
     m = prob.model
+    groups = _clusters(prob, args.cluster)
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha must lie strictly between 0 and 1, got {args.alpha:g}")
+    out = {"model": prob.describe(args.se, args.cluster), "converged": bool(m.converged_), "n_iter": int(m.n_iter_),
+           "grad_norm": float(m.grad_norm_)}
+    summary, why = None, None
+    if m.family == "multinomial":
+        why = "no standard errors for the multinomial family (coefficients only)"
+    elif m.penalty == "per_sample" and m.l2 > 0:
+        why = "no standard errors under --penalty per_sample with l2 > 0 (every row carries a share of the penalty)"
+    else:
+        try:
+            summary = summarize(prob.att, se=args.se, cluster=groups, alpha=args.alpha)
+        except ValueError as exc:          # e.g. fewer observations than parameters
+            why = f"no standard errors: {exc}"
     params = m.params_
-    coef = ({str(k): float(v) for k, v in params.items()} if params.ndim == 1 else
-            {str(i): {str(c): float(params.loc[i, c]) for c in params.columns} for i in params.index})
-    out = {"n": prob.n, "converged": bool(m.converged_), "n_iter": int(m.n_iter_),
-           "grad_norm": float(m.grad_norm_), "coef": coef}
+    if summary is not None:
+        out.update(summary.to_dict())
+        out["coef"] = out["params"]
+    else:
+        out.update({"family": m.family, "l2": float(m.l2), "n": out["model"]["n"],
+                    "coef": ({str(k): float(v) for k, v in params.items()} if params.ndim == 1 else
+                             {str(i): {str(c): float(params.loc[i, c]) for c in params.columns} for i in params.index}),
+                    "notes": [why]})
     out.update({k: v for k, v in prob.notes.items() if k != "test_index"})
     if args.json:
         print(json.dumps(out, indent=2, default=_plain))
         return
     dropped = f"; {out['dropped_missing']} rows dropped for missing values" if "dropped_missing" in out else ""
-    print(f"{m.family} fit on {prob.n} rows (l2={m.l2:g}, {m.penalty}); converged in {m.n_iter_} iterations, "
-          f"relative gradient {m.grad_norm_:.1e}{dropped}")
-    print(params.to_string())
+    print(prob.header(args.se if summary is not None else None, args.cluster if summary is not None else None))
+    print(f"converged in {m.n_iter_} iterations, relative gradient {m.grad_norm_:.1e}{dropped}"
+          + ("" if summary is None else f"; log-likelihood {summary.loglike:.6g}"))
+    if summary is None:
+        print(params.to_string())
+        print(f"note: {why}")
+        return
+    print(summary.table.to_string(float_format=lambda v: f"{v:.6g}"))
+    for note in summary.notes:
+        print(f"note: {note}")
 
 
 def cmd_scores(args):
@@ -150,32 +177,46 @@ def cmd_effect(args):
 def cmd_suspects(args):
     from ..metrics import TestLoss
     from ..suspects import suspects, verify
-    from ..tables.files import read_table, write_table
+    from ..tables.files import write_table
     if args.validation is not None:
         if args.test is not None or args.test_rows is not None or args.test_fraction is not None:
             raise UserError("give the validation rows once: --validation, or --test / --test-rows / --test-fraction")
         args.test = args.validation
-    prob = load_problem(args)
     for opt in ("top", "verify"):
         value = getattr(args, opt)
         if value is not None and value < 1:
             raise UserError(f"--{opt} must be a positive number of rows, got {value}")
+    suffix = None
+    if args.out is not None:
+        suffix = os.path.splitext(args.out)[1].lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
+            raise UserError(f"--out: give a .csv or .parquet file name, got {args.out!r}")
+    prob = load_problem(args)
     validation = None if prob.X_test is None else TestLoss(prob.X_test, prob.y_test)
-    if args.kind != "self" and validation is None:
+    if args.kind in ("validation", "relabel") and validation is None:
         raise UserError(f"--kind {args.kind} needs validation rows: --validation FILE, --test-fraction F, ...")
+    if args.verify is not None and validation is None:
+        raise UserError("--verify needs validation rows: --validation FILE, --test-fraction F, ...")
     table = suspects(prob.att, kind=args.kind, validation=validation, method=args.method)
     positions = table.index.to_numpy()
-    shown = table if args.top is None else table.head(args.top)
-    suffix = os.path.splitext(args.out)[1].lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise UserError(f"--out: give a .csv or .parquet file name, got {args.out!r}")
-    _write_atomic(args.out, lambda fh: write_table(shown.reset_index(drop=True), fh, suffix if suffix == ".csv" else ".parquet"),
-                  binary=suffix != ".csv")
-    print(f"wrote {len(shown)} rows to {args.out}, most suspicious first ({args.kind}, {args.method.upper()})")
-    if args.verify is not None:
-        if validation is None:
-            raise UserError("--verify needs validation rows")
+    res = None
+    if args.verify is not None:      # every refit before anything is written: an error leaves no file
         res = verify(prob.att, positions[:args.verify], "relabel" if args.kind == "relabel" else "remove", validation)
+    from ..suspects import DEFAULT_METHOD
+    method = args.method or DEFAULT_METHOD[args.kind]
+    how = args.kind if args.kind == "loss" else f"{args.kind}, {method.upper()}"
+    print(prob.header())
+    if args.out is not None:
+        shown = table if args.top is None else table.head(args.top)
+        _write_atomic(args.out, lambda fh: write_table(shown.reset_index(drop=True), fh,
+                                                       suffix if suffix == ".csv" else ".parquet"),
+                      binary=suffix != ".csv")
+        print(f"wrote {len(shown)} rows to {args.out}, most suspicious first ({how})")
+    else:
+        top = 20 if args.top is None else args.top
+        print(f"the {min(top, len(table))} most suspicious of {len(table)} rows ({how}; --out FILE writes them all)")
+        print(table.head(top).to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    if res is not None:
         b, a = res["before"], res["after"]
         acc = "" if b["accuracy"] is None else f", accuracy {b['accuracy']:.4f} -> {a['accuracy']:.4f}"
         what = "relabelling" if args.kind == "relabel" else "removing"
@@ -191,15 +232,18 @@ def cmd_check(args):
     metrics = {n: _metric(prob, n, args.label) for n in dict.fromkeys(names)}
     report = prob.att.diagnose(metrics, n_sets=args.sets)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=_plain))
+        print(json.dumps({"model": prob.describe(), **report.to_dict()}, indent=2, default=_plain))
     else:
+        print(prob.header())
         print(repr(report))
 
 
 def cmd_audit(args):
     from ..audit import audit
     from ..metrics import Coefficient, Logit
-    if args.certify and (args.family != "squared" or args.l2 != 0):
+    from ..tables.files import is_table_path
+    l2 = args.l2 if args.l2 is not None else (0.0 if is_table_path(args.data) else 1.0)
+    if args.certify and (args.family != "squared" or l2 != 0):
         raise UserError("--certify is for unpenalised least squares: give --family squared --l2 0")
     prob = load_problem(args)
     if args.coef is not None:
@@ -220,11 +264,13 @@ def cmd_audit(args):
                    alpha=args.alpha, max_fraction=args.max_fraction, time_limit=args.time_limit,
                    progress=not args.quiet and not args.json, certify=args.certify,
                    certify_method=args.certify_method)
+    model = prob.describe(args.se if args.target in ("significance", "opposite") else None, args.cluster)
     if args.out is not None:
-        _write_audit(result, args.out)
+        _write_audit(result, args.out, model)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=_plain))
+        print(json.dumps({"model": model, **result.to_dict()}, indent=2, default=_plain))
     else:
+        print(prob.header(model.get("se"), None))
         print(result)
 
 
@@ -265,12 +311,12 @@ def _clusters(prob, column):
     return groups.to_numpy()
 
 
-def _write_audit(result, out):
+def _write_audit(result, out, model):
     """audit.json, rows.csv, path.csv and audit.png in ``out``, each written atomically."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out: {out!r} is a file, not a folder")
     os.makedirs(out, exist_ok=True)
-    data = result.to_dict()
+    data = {"model": model, **result.to_dict()}
     _write_atomic(os.path.join(out, "audit.json"), lambda fh: fh.write(json.dumps(data, indent=2, default=_plain) + "\n"))
     _write_atomic(os.path.join(out, "rows.csv"), lambda fh: fh.write(
         "row,position\n" + "".join(f"{r},{p}\n" for r, p in zip(result.rows, result.positions))))

@@ -11,7 +11,7 @@ from .parser import UserError, parse_index_list, parse_list
 
 __all__ = ["Problem", "load_problem"]
 
-TABLE_ONLY = ("formula", "id", "test", "test_rows", "test_fraction")
+TABLE_ONLY = ("formula", "id", "test", "test_rows", "test_fraction", "weights")
 
 
 @dataclass
@@ -27,6 +27,28 @@ class Problem:
     id_name: str | None = None
     notes: dict = field(default_factory=dict)   # how the test rows were chosen, dropped rows
     train: object = None                # tables: the training DataFrame (indexed by row id)
+    weights: str | None = None          # tables: the --weights column
+
+    def describe(self, se=None, cluster=None) -> dict:
+        """What was fitted, for every header: family, l2 and its convention, the weights and
+        what they mean, the SE type (when one is used) and the number of observations."""
+        m = self.model
+        s = np.asarray(m.objective_.s)
+        n_obs = float(s.sum()) if m.weight_kind == "frequency" else int(np.count_nonzero(s > 0))
+        out = {"family": m.family, "l2": float(m.l2), "penalty": m.penalty,
+               "weights": None if self.weights is None else {"column": self.weights, "meaning": m.weight_kind},
+               "n": int(n_obs) if float(n_obs).is_integer() else n_obs, "n_rows": int(self.n)}
+        if se is not None:
+            out["se"] = se + (f", clustered by {cluster}" if cluster else "")
+        return out
+
+    def header(self, se=None, cluster=None) -> str:
+        """:meth:`describe` in one line."""
+        d = self.describe(se, cluster)
+        w = "none" if d["weights"] is None else f"{d['weights']['column']} ({d['weights']['meaning']})"
+        n = f"n = {d['n']}" + (f" ({d['n_rows']} rows)" if d["n"] != d["n_rows"] else "")
+        se_text = f", se {d['se']}" if "se" in d else ""
+        return f"model: {d['family']}, l2 = {d['l2']:g} ({d['penalty']} penalty), weights {w}{se_text}, {n}"
 
     def positions(self, text: str, arg: str) -> np.ndarray:
         """Rows named on the command line: for .npz data 0-based positions; for a table its
@@ -56,7 +78,10 @@ def _typed(items, like, arg, what="ids"):
     return np.array(items, dtype=object)
 
 
-def _check_l2(args):
+def _check_l2(args, table: bool):
+    """--l2, its default resolved: 0 (unpenalised, as statsmodels) for tables, 1 for .npz."""
+    if args.l2 is None:
+        args.l2 = 0.0 if table else 1.0
     if not np.isfinite(args.l2) or args.l2 < 0:
         raise UserError(f"--l2 must be a finite number >= 0, got {args.l2}")
 
@@ -90,8 +115,11 @@ def _set_label(args, model, y):
 
 def load_problem(args) -> Problem:
     from ..tables.files import is_table_path
-    _check_l2(args)
-    if is_table_path(args.data):
+    table = is_table_path(args.data)
+    _check_l2(args, table)
+    if getattr(args, "weight_kind", None) is not None and getattr(args, "weights", None) is None:
+        raise UserError("--weight-kind says what the --weights COLUMN means; give --weights too")
+    if table:
         return _load_table(args)
     given = [f"--{o.replace('_', '-')}" for o in TABLE_ONLY + (("target",) if args.command != "audit" else ())
              if getattr(args, o, None) is not None]
@@ -197,24 +225,27 @@ def _load_table(args) -> Problem:
         frame = _with_ids(frame, args.id, "DATA")
     train, test, notes = _split(args, frame)
     missing = "drop" if args.drop_missing else "raise"
+    weights, train, n_unweighted = _weights(args, train)
+    kind = {"weight_kind": args.weight_kind} if args.weight_kind else {}
     if args.formula is not None:
         if args.no_intercept:
             raise UserError("--no-intercept: with --formula write the intercept into the formula ('- 1')")
         resp = args.formula.split("~", 1)[0].strip()
         y_like = train[resp] if resp in train.columns else np.zeros(1)
         model = GLM.from_formula(args.formula, train, family=args.family, l2=args.l2, penalty=args.penalty,
-                                 missing=missing, classes=_classes(args, y_like))
+                                 missing=missing, classes=_classes(args, y_like), sample_weight=weights, **kind)
         X_test, y_test = test, None
     else:
         if args.target not in train.columns:
             raise UserError(f"--target: DATA has no column {args.target!r}")
-        features = [c for c in train.columns if c != args.target]
+        features = [c for c in train.columns if c not in (args.target, args.weights)]
         bad = [str(c) for c in features if train[c].dtype.kind not in "biuf"]
         if bad:
             raise UserError(f"--target: the columns {bad} are not numeric; use --formula with C(column)")
         y_like = train[args.target]
-        model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept)
-        model.fit(train[features], y_like, classes=_classes(args, y_like), missing=missing)
+        model = GLM(family=args.family, l2=args.l2, penalty=args.penalty, fit_intercept=not args.no_intercept, **kind)
+        model.fit(train[features], y_like, classes=_classes(args, y_like), missing=missing,
+                  sample_weight=None if weights is None else train[weights])
         X_test = y_test = None
         if test is not None:
             absent = [c for c in features if c not in test.columns]
@@ -222,11 +253,43 @@ def _load_table(args) -> Problem:
                 raise UserError(f"--test: the test table lacks the columns {absent}")
             X_test, y_test = test[features], _test_column(test, args.target)
     _set_label(args, model, y_like)
-    if model.n_dropped_:
-        notes["dropped_missing"] = int(model.n_dropped_)
+    if model.n_dropped_ + n_unweighted:
+        notes["dropped_missing"] = int(model.n_dropped_ + n_unweighted)
     # rows are known by their id (--id) or by their 0-based row number in DATA
     return Problem(model, Attribution(model), len(model.row_ids_), X_test, y_test,
-                   ids=model.row_ids_, id_name=args.id or "row", notes=notes, train=train)
+                   ids=model.row_ids_, id_name=args.id or "row", notes=notes, train=train, weights=weights)
+
+
+def _weights(args, train):
+    """``(column or None, training rows, rows dropped for a missing weight)`` after checking the
+    --weights column: numeric, finite, non-negative, not all zero; a missing weight is an error,
+    or with --drop-missing drops its row."""
+    col = getattr(args, "weights", None)
+    if col is None:
+        return None, train, 0
+    if col not in train.columns:
+        raise UserError(f"--weights: DATA has no column {col!r}")
+    w = train[col]
+    if w.dtype.kind not in "biuf":
+        raise UserError(f"--weights: column {col!r} is not numeric ({w.dtype}); give a column of non-negative numbers")
+    missing = w.isna().to_numpy()
+    dropped = 0
+    if missing.any():
+        if not args.drop_missing:
+            first = ", ".join(str(v) for v in train.index[missing][:3].tolist())
+            raise UserError(f"--weights: column {col!r} has {int(missing.sum())} missing values (first rows: {first}); "
+                            "fill them or give --drop-missing")
+        train, dropped = train[~missing], int(missing.sum())
+        w = train[col]
+    values = w.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise UserError(f"--weights: column {col!r} has infinite values; weights must be finite")
+    if np.any(values < 0):
+        first = train.index[values < 0][0]
+        raise UserError(f"--weights: column {col!r} has negative weights (first at row {first}); weights must be >= 0")
+    if not np.any(values > 0):
+        raise UserError(f"--weights: column {col!r} is zero in every training row; at least one weight must be positive")
+    return col, train, dropped
 
 
 def _test_column(test, target):

@@ -83,7 +83,12 @@ def _add_model_args(p, response=True):
     t.add_argument("--test-fraction", type=float, metavar="F", help="hold out a seeded random fraction F of DATA")
     t.add_argument("--seed", type=int, default=0, help="seed of --test-fraction (default 0)")
     t.add_argument("--drop-missing", action="store_true",
-                   help="drop rows with a missing value in a used column (default: an error)")
+                   help="drop rows with a missing value in a used column, --weights included (default: an error)")
+    t.add_argument("--weights", metavar="COLUMN",
+                   help="sample weights from this column of DATA (non-negative; row i's loss counts w_i times)")
+    t.add_argument("--weight-kind", choices=["analytic", "frequency"],
+                   help="what a weight means for standard errors: analytic (default; statsmodels WLS, GLM "
+                        "var_weights) or frequency (a row stands for w_i identical rows; GLM freq_weights)")
     p.add_argument("--family", choices=["logistic", "squared", "poisson", "multinomial"], default="logistic",
                    help="loss and link (default logistic; squared and poisson take real / count labels; "
                         "multinomial: softmax over any number of classes)")
@@ -93,7 +98,9 @@ def _add_model_args(p, response=True):
     p.add_argument("--label", metavar="CLASS",
                    help="multinomial: the class whose predicted probability test-pred sums "
                         "(default: the last class)")
-    p.add_argument("--l2", type=float, default=1.0, metavar="L", help="L2 penalty strength (default 1.0)")
+    p.add_argument("--l2", type=float, default=None, metavar="L",
+                   help="L2 penalty strength (default: 0 for tables, the unpenalised fit of statsmodels; 1.0 for "
+                        ".npz data)")
     p.add_argument("--penalty", choices=["fixed", "per_sample"], default="fixed",
                    help="fixed: sum of losses + (L/2)|theta|^2; per_sample: mean loss + (L/2)|theta|^2")
     p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
@@ -106,8 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("fit", help="fit the model and print its coefficients by name")
+    p = sub.add_parser("fit", help="fit the model and print its coefficient table (as statsmodels' summary)",
+                       description="Fit the model and print each coefficient with its standard error, z (t for the "
+                                   "squared family's nonrobust SE), p-value and confidence interval. At l2 = 0 the "
+                                   "numbers equal statsmodels' OLS / WLS / GLM for the same SE type, with two "
+                                   "conventions that differ: HC1 here is always n/(n-p) times HC0 (statsmodels' "
+                                   "GLM applies no factor), and under --weight-kind frequency the cluster HC1 factor "
+                                   "counts n = sum of the weights (statsmodels counts rows).")
     _add_model_args(p)
+    p.add_argument("--se", choices=["nonrobust", "HC0", "HC1"], default="nonrobust",
+                   help="standard errors (default nonrobust); with --cluster HC0 has no small-sample factor, "
+                        "HC1 G/(G-1)(n-1)/(n-p)")
+    p.add_argument("--cluster", metavar="COLUMN", help="cluster-robust standard errors by this column of DATA")
+    p.add_argument("--alpha", type=float, default=0.05, help="confidence intervals at 1 - alpha (default 0.05)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("scores", help="per-sample leverage and IF/RIF scores for one metric")
@@ -128,17 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("suspects", help="training rows ranked by how likely they are mislabelled or harmful")
     _add_model_args(p)
-    p.add_argument("--kind", choices=["validation", "self", "relabel"], default="self",
-                   help="validation: removing the row lowers the validation loss; self: its own loss rises "
-                        "when removed; relabel: flipping its label lowers the validation loss (default self)")
-    p.add_argument("--method", choices=["rif", "if"], default="rif", help="estimator (default rif)")
+    p.add_argument("--kind", choices=["loo", "loss", "self", "validation", "relabel"], default="loo",
+                   help="loo (default; the best flipped-label detector in benchmarks/README.md): the row's loss "
+                        "when it is left out of the fit; loss: its training loss; self: how much its own loss "
+                        "rises when removed; validation: removing it lowers the validation loss; relabel: "
+                        "flipping its label lowers the validation loss")
+    p.add_argument("--method", choices=["rif", "if"],
+                   help="estimator (default: if for loo, as measured best; rif for self, validation, relabel)")
     p.add_argument("--validation", metavar="FILE",
                    help="validation rows (same columns); default: the test rows (--test*, or the .npz test split)")
     p.add_argument("--top", type=int, metavar="K", help="keep the K most suspicious rows")
     p.add_argument("--verify", type=int, metavar="K",
                    help="refit without (relabel: with flipped labels of) the top K rows and report the "
                         "validation loss and accuracy")
-    p.add_argument("--out", required=True, metavar="FILE", help="output table, CSV or Parquet by extension")
+    p.add_argument("--out", metavar="FILE",
+                   help="output table, CSV or Parquet by extension (default: print the top rows)")
 
     p = sub.add_parser("check", help="can IF / RIF / NS be believed here? Theorem 3.1's constants and a "
                                      "calibration against certified retrains")
