@@ -231,7 +231,7 @@ def test_classes_order_and_bad_input():
         lo.GLM("multinomial").fit(X, y, offset=np.zeros(len(y)))
     with pytest.raises(ValueError, match="classes is for the multinomial family"):
         lo.GLM("logistic").fit(X, y > 0, classes=[False, True])
-    with pytest.raises(ValueError, match="use family='multinomial'"):
+    with pytest.raises(ValueError, match="family='multinomial'"):
         lo.GLM("logistic").fit(X, y)
     att = lo.Attribution(m)
     with pytest.raises(ValueError, match="needs label="):

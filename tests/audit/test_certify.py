@@ -301,7 +301,11 @@ def test_attribution_audit_method_and_cli(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["lower"] == res.lower and data["certified_exact"] is True
     assert data["lower_method"].startswith("exact")
+    # a table is fitted unpenalised unless --l2 says otherwise: the same certificate without --l2
     assert main(["audit", str(path), "--formula", "y ~ x", "--family", "squared", "--id", "id",
+                 "--coef", "x", "--certify", "--max-fraction", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lower"] == res.lower
+    assert main(["audit", str(path), "--formula", "y ~ x", "--family", "squared", "--l2", "1", "--id", "id",
                  "--coef", "x", "--certify"]) == 1
     err = capsys.readouterr().err
     assert "--l2 0" in err and "Traceback" not in err

@@ -147,3 +147,24 @@ def test_bad_weight_meaning():
     att = lo.Attribution(lo.GLM(family="squared", l2=0.0).fit(X, y))
     with pytest.raises(ValueError, match="weight_kind='x'"):
         SECalculator(att, "HC0", weights="x")
+
+
+@pytest.mark.parametrize("se", ["HC0", "HC1"])
+def test_weighted_audit_verdict_is_statsmodels_on_the_refit(se):
+    """The new user's case: ccard with analytic weights; the audit's SEs at the fit and on its
+    refit are statsmodels WLS's, so its verdict is the one statsmodels gives on the kept rows."""
+    smf = pytest.importorskip("statsmodels.formula.api")
+    from scipy import stats
+    df = sm.datasets.ccard.load_pandas().data
+    df["w"] = np.random.default_rng(0).uniform(0.3, 3.0, len(df))
+    f = "AVGEXP ~ AGE + INCOME + INCOMESQ + OWNRENT"
+    m = lo.GLM.from_formula(f, df, family="squared", l2=0, sample_weight="w")
+    res = lo.audit(m, lo.metrics.Coefficient("OWNRENT"), target="significance", se=se)
+    full = smf.wls(f, df, weights=df.w).fit(cov_type=se)
+    assert res.original["se"] == pytest.approx(full.bse["OWNRENT"], rel=1e-8)
+    assert res.reached
+    kept = df.drop(df.index[res.positions])
+    refit = smf.wls(f, kept, weights=kept.w).fit(cov_type=se)
+    assert res.refit["se"] == pytest.approx(refit.bse["OWNRENT"], rel=1e-7)
+    z = stats.norm.ppf(0.975)
+    assert (abs(full.tvalues["OWNRENT"]) > z) != (abs(refit.tvalues["OWNRENT"]) > z)
