@@ -1,0 +1,45 @@
+"""The calibration's statistics against independent computations (issue #22, planted bug 3: a
+slope of the wrong regression): the slope through the origin of predicted on actual by
+``numpy.linalg.lstsq``, Spearman by ``scipy.stats.spearmanr``, the median relative error by
+hand; and on squared loss NS, which is exact there, has slope 1 and no error."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+import leaveout as lo
+from leaveout.diagnostics.calibration import _stats, calibrate
+from leaveout.metrics import Coefficient, SelfLoss, TestPrediction
+
+
+def test_statistics_equal_lstsq_spearman_and_a_direct_median():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(40)
+    p = 0.6 * a + 0.3 * rng.standard_normal(40)         # shrunk and noisy: slope far from 1
+    p[5], a[7] = np.nan, np.inf                          # left out, as unconverged rows are
+    out = _stats(a, p, np.random.default_rng(0))
+    ok = np.isfinite(a) & np.isfinite(p)
+    slope = np.linalg.lstsq(a[ok][:, None], p[ok], rcond=None)[0][0]
+    assert out["slope"] == pytest.approx(slope, rel=1e-12)
+    assert out["slope"] != pytest.approx(a[ok] @ p[ok] / (p[ok] @ p[ok]), rel=1e-3)   # not the reverse fit
+    assert out["spearman"] == pytest.approx(spearmanr(a[ok], p[ok])[0], rel=1e-12)
+    assert out["median_rel_err"] == pytest.approx(np.median(np.abs(p[ok] - a[ok]) / np.abs(a[ok])), rel=1e-12)
+    assert out["n_sets"] == ok.sum() == 38
+    assert not out["reliable"]                           # slope ~0.6 < 0.75
+
+
+def test_ns_is_exact_on_squared_loss():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((120, 4))
+    y = X @ [1.0, -0.5, 0.2, 0.0] + rng.standard_normal(120)
+    att = lo.Attribution(lo.GLM(family="squared", l2=0.5).fit(X, y))
+    stats, verdicts, rows = calibrate(att, {"coef": Coefficient(0), "pred": TestPrediction(X[:5])}, n_sets=9)
+    for name in ("coef", "pred"):
+        ns = stats[name]["ns"]
+        assert ns["slope"] == pytest.approx(1.0, abs=1e-7)
+        assert ns["median_rel_err"] < 1e-7 and ns["reliable"]
+    # every row's NS effect is the refit's, to the certified tolerance
+    assert max(abs(r["ns"] - r["actual"]) for r in rows) < 1e-7 * max(abs(r["actual"]) for r in rows)
+    # and the self-loss, quadratic in theta, too
+    stats, _, _ = calibrate(att, {"self": SelfLoss()}, n_sets=6)
+    assert stats["self"]["ns"]["slope"] == pytest.approx(1.0, abs=1e-7)
