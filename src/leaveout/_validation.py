@@ -218,7 +218,7 @@ def check_sample_weight(sample_weight, n_samples: int):
 
 def check_l2(l2) -> float:
     if not isinstance(l2, numbers.Real) or isinstance(l2, bool) or not np.isfinite(l2):
-        raise ValueError(f"l2 must be a finite real number, got {l2!r}")
+        raise ValueError(f"l2 must be a finite real number, got {show(l2)}")
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
     return float(l2)

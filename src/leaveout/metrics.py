@@ -231,15 +231,15 @@ class Coefficient(Metric):
             return int(np.flatnonzero(np.asarray(names) == self.j)[0])
         if self.j in ("intercept", "Intercept"):
             if not model.fit_intercept:
-                raise ValueError(f"Coefficient({self.j!r}): the model has no intercept")
+                raise ValueError(f"Coefficient({show(self.j)}): the model has no intercept")
             return model.objective_.design.p - 1
         if isinstance(self.j, str):
             known = "" if names is None else f"; the model's columns are {list(names)[:8]}" + (
                 " ..." if len(names) > 8 else "")
-            raise ValueError(f"Coefficient({self.j!r}): no column of that name{known}")
+            raise ValueError(f"Coefficient({show(self.j)}): no column of that name{known}")
         if not isinstance(self.j, numbers.Integral) or not 0 <= self.j < model.n_features_in_:
             raise ValueError(f"Coefficient(j): j must be an integer in 0..{model.n_features_in_ - 1}, a column "
-                             f"name or 'intercept', got {self.j!r}")
+                             f"name or 'intercept', got {show(self.j)}")
         return int(self.j)
 
     def gradient(self, model, theta):

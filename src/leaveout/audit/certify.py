@@ -136,9 +136,8 @@ def _sign(P, K, method, deadline):
         if res is None:
             cert.note = "the pairs MIP is too large for this n"
         elif res.lower >= L:
-            cert = Certificate(res.lower, res.method, optimal=res.optimal, witness=res.witness,
-                               details=cert.details,
-                               note="time limit: the solver's proven bound" if res.status == "time limit" else None)
+            cert = Certificate(res.lower, _label(res), optimal=res.optimal, witness=res.witness,
+                               details=cert.details, note=_time_note(res))
         return cert
     small = P.d <= _MIP_MAX_D and P.n <= _MIP_MAX_N
     if method == "exact" or small:
@@ -147,15 +146,27 @@ def _sign(P, K, method, deadline):
         if Km >= L:
             res = bigm_mip(P, Km, tb.gamma(Km), lower=L, time_limit=_left(deadline))
             if res is not None and res.lower >= L:
-                cert = Certificate(res.lower, res.method, optimal=res.optimal, witness=res.witness,
-                                   details=cert.details)
-                if res.status == "time limit":
-                    cert.note = "time limit: the solver's proven bound"
-                elif res.status == "infeasible" and Km < K:
+                cert = Certificate(res.lower, _label(res), optimal=res.optimal, witness=res.witness,
+                                   details=cert.details, note=_time_note(res))
+                if res.status == "infeasible" and Km < K:
                     cert.note = f"the MIP's constants hold up to {Km} rows (the singularity of the design)"
         elif method == "exact":
             cert.note = "no exact certificate: the design is singular for small sets (lambda_k >= 1)"
     return cert
+
+
+def _label(res):
+    """The method's name; a MIP stopped by its time limit proved only its dual bound."""
+    if res.status != "time limit":
+        return res.method
+    return res.method.replace("exact (", "dual bound at the time limit (", 1)
+
+
+def _time_note(res):
+    if res.status != "time limit":
+        return None
+    return ("time limit hit: the mixed-integer program stopped before proving its optimum; the lower bound is "
+            "its proven dual bound (a longer --time-limit may raise it)")
 
 
 def _kmax(P, K):

@@ -268,7 +268,7 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not supported; choose one of {list(METHODS)}")
     if not (isinstance(max_fraction, (int, float)) and 0 < max_fraction <= 1):
-        raise ValueError(f"max_fraction must be a number in (0, 1], got {max_fraction!r}")
+        raise ValueError(f"max_fraction must be a number in (0, 1], got {max_fraction}")
     model = att.model
     n_rows = int(np.count_nonzero(np.asarray(model.objective_.s) > 0))
     max_rows = max(1, int(math.floor(max_fraction * n_rows)))

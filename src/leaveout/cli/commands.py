@@ -51,6 +51,8 @@ def _write_atomic(path, write, binary=False):
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UserError(f"--out: {path!r} is a directory; give a file name")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"--out: {folder!r} is a file, not a folder")
     if not os.path.isdir(folder):
         raise UserError(f"--out: folder {folder!r} does not exist")
     try:
@@ -245,6 +247,8 @@ def cmd_audit(args):
     l2 = args.l2 if args.l2 is not None else (0.0 if is_table_path(args.data) else 1.0)
     if args.certify and (args.family != "squared" or l2 != 0):
         raise UserError("--certify is for unpenalised least squares: give --family squared --l2 0")
+    if args.out is not None:
+        _check_out_folder(args.out)
     prob = load_problem(args)
     if args.coef is not None:
         if args.target == "flip":
@@ -311,11 +315,24 @@ def _clusters(prob, column):
     return groups.to_numpy()
 
 
-def _write_audit(result, out, model):
-    """audit.json, rows.csv, path.csv and audit.png in ``out``, each written atomically."""
+def _check_out_folder(out):
+    """--out names a folder that exists or can be created (checked before any work)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out: {out!r} is a file, not a folder")
-    os.makedirs(out, exist_ok=True)
+    up = os.path.dirname(os.path.abspath(out))
+    while up and not os.path.exists(up):
+        up = os.path.dirname(up)
+    if up and not os.path.isdir(up):
+        raise UserError(f"--out: {up!r} is a file, not a folder, so {out!r} cannot be created")
+
+
+def _write_audit(result, out, model):
+    """audit.json, rows.csv, path.csv and audit.png in ``out``, each written atomically."""
+    _check_out_folder(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out: cannot create the folder {out!r} ({exc.strerror})") from None
     data = {"model": model, **result.to_dict()}
     _write_atomic(os.path.join(out, "audit.json"), lambda fh: fh.write(json.dumps(data, indent=2, default=_plain) + "\n"))
     _write_atomic(os.path.join(out, "rows.csv"), lambda fh: fh.write(

@@ -37,6 +37,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 
 from .. import _validation as v
 from ..design import Design, as_design
@@ -177,7 +178,8 @@ class GLM:
             raise ValueError("missing='drop' needs X as a DataFrame (its index keeps track of the dropped rows)")
         else:
             table = None
-        self._fit_arrays(X, y, sample_weight, init, offset, classes)
+        self._fit_arrays(X, y, sample_weight, init, offset, classes,
+                         names=None if table is None else table.encoding.feature_names)
         if table is not None:
             self.encoding_, self.row_ids_, self.n_dropped_ = table.encoding, table.row_ids, table.n_dropped
             self.feature_names_in_ = table.encoding.feature_names
@@ -226,12 +228,12 @@ class GLM:
         sw, off = (column_or_values(data, a, rows, name) for a, name in
                    ((sample_weight, "sample_weight"), (offset, "offset")))
         model = cls(family=family, l2=l2, penalty=penalty, fit_intercept=enc.has_intercept, **options)
-        model._fit_arrays(X, y, sw, None, off, classes)
+        model._fit_arrays(X, y, sw, None, off, classes, names=enc.feature_names)
         model.encoding_, model.row_ids_, model.n_dropped_ = enc, ids, len(data.index) - len(ids)
         model.feature_names_in_ = enc.feature_names
         return model
 
-    def _fit_arrays(self, X, y, sample_weight, init, offset, classes) -> "GLM":
+    def _fit_arrays(self, X, y, sample_weight, init, offset, classes, names=None) -> "GLM":
         X = v.check_X(X, "X")
         multi = self.family == "multinomial"
         if classes is not None and not multi:
@@ -255,7 +257,30 @@ class GLM:
             self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         objective = make_objective(design, loss, y01, s, self.l2, self.penalty, self.fit_intercept, off)
-        return self.fit_objective(objective.check(), init=init)
+        objective = objective.check()
+        if self.l2 == 0:
+            self._check_rank(X, np.asarray(s), names)
+        return self.fit_objective(objective, init=init)
+
+    def _check_rank(self, X, s, names):
+        """Unpenalised: refuse a design whose columns are linearly dependent on the weighted
+        rows, naming them (see :mod:`._rank`); skipped for designs too large to check cheaply
+        (there the solver's singular-Hessian error stands)."""
+        from ._rank import CHECK_MAX_CELLS, collinear_groups, describe_groups
+        if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+            return
+        n, p = X.shape
+        if n * (p + self.fit_intercept) ** 2 > CHECK_MAX_CELLS:
+            return
+        groups = collinear_groups(X, s, self.fit_intercept)
+        if groups:
+            from ..exceptions import SingularHessianError
+            cols = list(names) if names is not None else [f"x{j}" for j in range(p)]
+            cols += ["Intercept"] * self.fit_intercept
+            n_rows = int(np.count_nonzero(s > 0))
+            raise SingularHessianError(
+                f"the unpenalised fit is not unique: {describe_groups(groups, cols, n_rows)}; drop or combine "
+                "them, or add an L2 penalty (l2 > 0, or --l2 on the command line)")
 
     def fit_objective(self, objective, init=None, precond=None) -> "GLM":
         """Minimise a prepared :class:`~leaveout.glm.objective.Objective` to the certified

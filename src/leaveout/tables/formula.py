@@ -57,10 +57,15 @@ class FormulaEncoding:
         if not isinstance(formula, str) or "~" not in formula:
             raise ValueError(f"formula must be a string 'response ~ terms', got {formula!r}")
         fl = _formulaic()
+        if len(data.index) == 0:
+            raise ValueError(f"the table has no rows (only its header: {', '.join(map(str, data.columns[:6]))}); "
+                             "nothing to fit")
         try:
             mm = fl.model_matrix(formula, data, na_action="drop")
         except Exception as exc:     # formulaic's errors name the factor; keep one line
             raise ValueError(f"formula {formula!r}: {_first_line(exc)}") from None
+        used = [c for c in data.columns if str(c) in {str(v) for v in _required(mm.model_spec)}]
+        _warn_numbers_read_as_text(data, used)
         if not hasattr(mm, "lhs") or mm.lhs.shape[1] == 0:
             raise ValueError(f"formula {formula!r} has no response; write 'response ~ terms'")
         kept_ids = mm.rhs.index
@@ -68,6 +73,13 @@ class FormulaEncoding:
             dropped = data.index[~data.index.isin(kept_ids)]
             if missing != "drop":
                 raise missing_rows_error(dropped)
+            if len(kept_ids) == 0:
+                empty = [str(c) for c in used if data[c].isna().all()]
+                what = (f"the column{'s' * (len(empty) > 1)} {', '.join(map(repr, empty))} "
+                        f"{'are' if len(empty) > 1 else 'is'} empty" if empty else
+                        "every row misses a value in some column the formula uses")
+                raise ValueError(f"no rows left after dropping those with missing values: {what}; "
+                                 "drop it from the formula or fill it")
         lhs_name = str(mm.model_spec.lhs.formula)
         enc = cls(formula, mm.model_spec, lhs_name)
         y = enc._response(data.loc[kept_ids] if len(kept_ids) < len(data.index) else data, mm.lhs)
@@ -122,6 +134,34 @@ class FormulaEncoding:
     def _variables(self):
         """The data columns the right-hand side reads."""
         return sorted(str(v) for v in getattr(self.spec.rhs, "required_variables", ()))
+
+
+def _required(spec):
+    """The data columns a model spec reads, both sides."""
+    out = set()
+    for side in ("lhs", "rhs"):
+        out |= {str(v) for v in getattr(getattr(spec, side, None), "required_variables", ())}
+    return out
+
+
+def _warn_numbers_read_as_text(data, columns):
+    """Warn when a column the formula uses is text but nearly all of it reads as numbers (a
+    typo in a numeric column turns it into one dummy per distinct value)."""
+    import pandas as pd
+    for col in columns:
+        s = data[col]
+        if s.dtype.kind not in "OSU" and str(s.dtype) not in ("string", "str"):
+            continue
+        vals = s.dropna()
+        if len(vals) < 5:
+            continue
+        as_num = pd.to_numeric(vals, errors="coerce")
+        bad = vals[as_num.isna()]
+        if 0 < len(bad) <= 0.1 * len(vals) and as_num.notna().sum() >= 0.9 * len(vals):
+            shown = ", ".join(repr(str(b)) for b in bad.unique()[:3])
+            warnings.warn(f"column {col!r} is read as text with {vals.nunique()} levels, but {len(vals) - len(bad)} "
+                          f"of its {len(vals)} values are numbers (not: {shown}); fix those entries to use it as "
+                          "a number", UserWarning, stacklevel=4)
 
 
 def _first_line(exc) -> str:
