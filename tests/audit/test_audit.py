@@ -249,3 +249,76 @@ def test_a_row_whose_removal_empties_a_level_is_never_chosen():
     m = lo.GLM.from_formula("y ~ x + C(g)", df, family="squared", l2=0.0)
     res = audit(m, Coefficient("x"), "sign", max_fraction=0.5)
     assert res.reached and 59 not in res.positions
+
+
+def _wls_t(X, y, w, keep):
+    """``(beta_0, classical t)`` of a weighted least-squares refit on the kept rows (None when
+    the design left is rank-deficient)."""
+    A, r = X[keep], np.sqrt(w[keep])
+    if keep.size <= X.shape[1] or np.linalg.matrix_rank(A * r[:, None]) < X.shape[1]:
+        return None
+    beta, *_ = np.linalg.lstsq(A * r[:, None], y[keep] * r, rcond=None)
+    e = (y[keep] - A @ beta) * r
+    cov = np.linalg.inv((A * w[keep, None]).T @ A) * (e @ e) / (keep.size - X.shape[1])
+    return beta[0], beta[0] / np.sqrt(cov[0, 0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tiny_problems_get_the_brute_force_minimum_and_a_proof(seed):
+    """On tiny problems the adaptive search is followed by an exchange pass and an exhaustive
+    search (issue #22): the count is the brute-force minimum, proved by enumeration."""
+    rng = np.random.default_rng(50 + seed)
+    n = 11
+    Z = rng.standard_normal((n, 2))
+    y = Z[:, 0] * rng.uniform(0.5, 1.2) + rng.standard_normal(n)
+    w = rng.uniform(0.2, 3.0, n) if seed % 2 else np.ones(n)
+    X = np.column_stack([Z, np.ones(n)])
+    target = "sign" if seed < 3 else "significance"
+    b0, t0 = _wls_t(X, y, w, np.arange(n))
+    if target == "significance" and abs(t0) <= 1.959963984540054:
+        target = "sign"
+    smallest = None
+    for k in range(1, n - 3):
+        for T in itertools.combinations(range(n), k):
+            r = _wls_t(X, y, w, np.setdiff1d(np.arange(n), T))
+            if r is not None and (np.sign(r[0]) != np.sign(b0) if target == "sign" else abs(r[1]) <= 1.959963984540054):
+                smallest = k
+                break
+        if smallest:
+            break
+    res = audit(lo.GLM(family="squared", l2=0).fit(Z, y, sample_weight=w), Coefficient(0), target, max_fraction=1.0)
+    assert res.reached and res.k == smallest
+    assert res.lower == smallest and res.certified_exact
+    assert res.lower_method.startswith("exhaustive" if smallest > 1 else "one row")
+    b, t = _wls_t(X, y, w, np.setdiff1d(np.arange(n), res.positions))
+    assert b == pytest.approx(res.refit["value"], rel=1e-8)
+
+
+def test_put_back_keeps_only_the_rows_the_target_needs():
+    """The put-back step, checked by independent refits: the set it returns reaches the target
+    and every one of its rows is needed (without it the refit does not)."""
+    from leaveout.audit.search import _Fit, _Search
+    from leaveout.audit.targets import Target
+    rng = np.random.default_rng(8)
+    n = 30
+    Z = rng.standard_normal((n, 1))
+    y = 0.35 * Z[:, 0] + rng.standard_normal(n)
+    X = np.column_stack([Z, np.ones(n)])
+    w = np.ones(n)
+    m = lo.GLM(family="squared", l2=0).fit(Z, y)
+    att = lo.Attribution(m)
+    first = _Fit(m, Coefficient(0), "nonrobust", None, True, att=att)
+    search = _Search(att, first, Coefficient(0), Target("sign", first.snap), "nonrobust", None, n, np.inf, None)
+    search.start()
+    b0 = _wls_t(X, y, w, np.arange(n))[0]
+    # a padded set: the most influential rows towards zero, then 6 harmless ones
+    infl = np.asarray(att.scores(Coefficient(0), "rif"))
+    order = np.argsort(infl * np.sign(b0))
+    padded = [int(i) for i in order[:12]] + [int(i) for i in order[-6:]]
+    fit = search.fit(padded)
+    assert search.target.reached(fit.snap)
+    keep, fit = search.put_back(padded, fit)
+    flips = lambda T: np.sign(_wls_t(X, y, w, np.setdiff1d(np.arange(n), T))[0]) != np.sign(b0)   # noqa: E731
+    assert flips(keep) and set(keep) <= set(padded) and len(keep) < len(padded)
+    for i in keep:
+        assert not flips([j for j in keep if j != i])

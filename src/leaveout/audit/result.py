@@ -87,7 +87,7 @@ class AuditResult:
         labels = [(_plain(ids[i]) if ids is not None else int(i)) for i in rows]
         se_full = fit.snap.se
         if fit.calc is not None and rows:
-            se_full = fit.snap.se * _full_n_factor(fit.calc, n)
+            se_full = fit.snap.se * _full_n_factor(fit.calc, base.calc.n if base.calc is not None else n)
         k1, pred1 = one_shot
         if note is not None and not reached:
             note = f"not reached within {max_rows} rows ({max_rows / n:.1%} of {n}): {note}"

@@ -11,7 +11,11 @@ Methods (``method=``):
 * ``"adaptive"`` (default): remove rows in small batches chosen by their current RIF scores on
   the signal, refit (certified, warm-started), re-score on the new fit, and repeat until the
   refit reaches the target; then put back, one at a time with a refit each, every row the
-  target does not need. For significance targets rows are ranked both by the interval end
+  target does not need. On a cheap problem (n p small) the set is then shortened by an
+  exchange pass (two rows of the set swapped for one outside it, kept when its refit reaches
+  the target) and, when every smaller set fits in a budget of refits, by an exhaustive
+  search, which then also proves the count minimal (``result.lower``, "exhaustive
+  search"). For significance targets rows are ranked both by the interval end
   (as zaminfluence) and by the t statistic (as Kuschnig, Zens and Crespo Cuaresma, 2021),
   and the smaller verified set is kept. This is the greedy re-ranking that Kuschnig et al.
   and Huang, Burt, Shen, Nguyen and Broderick (TMLR 2025) show finds far smaller sets than
@@ -24,6 +28,7 @@ says so and reports the best set it refitted; nothing is claimed that was not re
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -40,6 +45,9 @@ __all__ = ["audit", "METHODS"]
 METHODS = ("adaptive", "one-shot", "rif")
 #: one-row steps refit this many candidates when refits are cheap (n * p below CHEAP)
 SHORTLIST, CHEAP = 8, 2_000_000
+#: on cheap problems, the refits an exchange pass may spend, and the refits an exhaustive
+#: search below the found count may spend (it runs only when every smaller set fits in it)
+EXCHANGE_MAX, EXHAUSTIVE_MAX = 800, 10_000
 
 
 class _Fit:
@@ -96,6 +104,7 @@ class _Search:
         self.cheap = att.n_samples * att.theta.size <= CHEAP
         self.refits = 0
         self.path = []
+        self.minimal = False          # an exhaustive search proved the set minimal
 
     def fit(self, T):
         """The certified refit without ``T`` seen through the quantity (None: no valid refit)."""
@@ -209,6 +218,10 @@ class _Search:
             else:
                 lo = mid + 1
         keep = keep[:hi]
+        return self.put_back(keep, fit)
+
+    def put_back(self, keep, fit):
+        """Put back one by one (latest first, a refit each) every row the target does not need."""
         for i in reversed(list(keep)):
             if time.monotonic() > self.deadline or len(keep) == 1:
                 break
@@ -217,6 +230,53 @@ class _Search:
             if f is not None and self.target.reached(f.snap):
                 keep, fit = trial, f
         return keep, fit
+
+    def _alive(self):
+        return np.flatnonzero(np.asarray(self.base.model.objective_.s) > 0)
+
+    def exchange(self, rows, fit):
+        """Local search on a cheap problem: a set of k - 1 rows made by swapping two rows of the
+        set for one outside it, kept when its refit reaches the target (then put back what is
+        not needed); repeated while it shortens the set and a pass fits in EXCHANGE_MAX refits."""
+        rows = list(rows)
+        while len(rows) >= 2 and time.monotonic() <= self.deadline:
+            outside = np.setdiff1d(self._alive(), rows)
+            k = len(rows)
+            if k * (k - 1) // 2 * outside.size > EXCHANGE_MAX:
+                break
+            better = None
+            for a, b in itertools.combinations(range(k), 2):
+                rest = [r for j, r in enumerate(rows) if j not in (a, b)]
+                for c in outside:
+                    if time.monotonic() > self.deadline:
+                        return rows, fit
+                    f = self.fit(rest + [int(c)])
+                    if f is not None and self.target.reached(f.snap):
+                        better = (rest + [int(c)], f)
+                        break
+                if better:
+                    break
+            if better is None:
+                break
+            rows, fit = self.put_back(*better)
+        return rows, fit
+
+    def exhaustive(self, rows, fit, lower=1):
+        """Every set of ``lower .. len(rows) - 1`` rows, smallest first, when they fit in
+        EXHAUSTIVE_MAX refits: the first that reaches the target, or ``rows`` proved minimal
+        (third item True; False when the search did not run or was cut by the time limit)."""
+        alive = self._alive()
+        sizes = range(max(1, lower), len(rows))
+        if sum(math.comb(alive.size, j) for j in sizes) > EXHAUSTIVE_MAX:
+            return rows, fit, False
+        for j in sizes:
+            for T in itertools.combinations(alive.tolist(), j):
+                if time.monotonic() > self.deadline:
+                    return rows, fit, False
+                f = self.fit(list(T))
+                if f is not None and self.target.reached(f.snap):
+                    return list(T), f, True
+        return rows, fit, True
 
 
 def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=None, method: str = "adaptive",
@@ -325,10 +385,20 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
             search.path = search.path[:1]
         if found:
             (rows, fit), search.path = min(found, key=lambda c: len(c[0][0]))
+            if search.cheap and len(rows) > 1:    # small problems: try harder for a smaller set
+                rows, fit = search.exchange(rows, fit)
+                rows, fit, search.minimal = search.exhaustive(rows, fit)
+            search.minimal = search.minimal or len(rows) == 1
             search.record(rows, fit)
             note = None
         else:
             rows, fit = [], search.base
+            if search.cheap:                      # the greedy path failed: every set up to the budget
+                ceiling = list(range(max_rows + 1))        # a stand-in "found" set of max_rows + 1 rows
+                rows_x, fit_x, _ = search.exhaustive(ceiling, None)
+                if fit_x is not None:
+                    rows, fit, note = rows_x, fit_x, None
+                    search.record(rows, fit)
     if bar is not None:
         bar.close()
     reached = bool(rows) and tgt.reached(fit.snap)
@@ -340,6 +410,11 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
             rows, fit = better
             search.record(rows, fit)
             reached, note = True, None
+    if reached and search.minimal and (cert is None or cert.lower is None or cert.lower < len(rows)):
+        from .certify import Certificate
+        how = "exhaustive search (every smaller set refitted)" if len(rows) > 1 else "one row (no smaller set)"
+        cert = Certificate(len(rows), how, optimal=True,
+                           note=None if cert is None else cert.note)
     if not reached and note is None:
         note = "the refit does not reach the target"
     return AuditResult.build(
