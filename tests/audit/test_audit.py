@@ -163,9 +163,25 @@ def test_audit_cli_json_and_files(tmp_path, capsys):
         assert key in res
     assert res["reached"] and all(r.startswith("r") for r in res["rows"])
     assert sorted(p.name for p in out.iterdir()) == ["audit.json", "audit.png", "path.csv", "rows.csv"]
-    api = audit(lo.GLM.from_formula("y ~ x", df.set_index("id"), family="squared", l2=0.0), Coefficient("x"),
-                "significance", se="HC0", cluster=df.g.to_numpy(), max_fraction=0.5)
-    assert api.rows == res["rows"] and api.refit["value"] == pytest.approx(res["refit"]["value"], rel=1e-12)
+    # the numbers, by statsmodels: the cluster SE (no small-sample factor) at the fit and on the
+    # kept rows, whose significance differs; the files say the same as --json
+    smf = pytest.importorskip("statsmodels.formula.api")
+    kw = {"use_correction": False}
+    full = smf.ols("y ~ x", df).fit(cov_type="cluster", cov_kwds={"groups": df.g, **kw})
+    kept = df[~df.id.isin(res["rows"])]
+    refit = smf.ols("y ~ x", kept).fit(cov_type="cluster", cov_kwds={"groups": kept.g, **kw})
+    assert res["original"]["value"] == pytest.approx(full.params["x"], rel=1e-10)
+    assert res["original"]["se"] == pytest.approx(full.bse["x"], rel=1e-8)
+    assert res["refit"]["value"] == pytest.approx(refit.params["x"], rel=1e-8)
+    assert res["refit"]["se"] == pytest.approx(refit.bse["x"], rel=1e-8)
+    z = 1.959963984540054
+    assert (abs(full.tvalues["x"]) > z) != (abs(refit.tvalues["x"]) > z)
+    saved = json.loads((out / "audit.json").read_text())
+    assert saved["rows"] == res["rows"] and saved["refit"] == res["refit"] and saved["model"]["se"] == "HC0, clustered by g"
+    rows_csv = pd.read_csv(out / "rows.csv")
+    assert rows_csv.row.tolist() == res["rows"] and rows_csv.position.tolist() == res["positions"]
+    path_csv = pd.read_csv(out / "path.csv")
+    assert path_csv.k.iloc[-1] == res["k"] and path_csv.value.iloc[-1] == pytest.approx(refit.params["x"], rel=1e-8)
     for args, msg in [(["--coef", "x", "--target", "flip"], "--target flip is for --test-row"),
                       (["--coef", "nope"], "no column of that name"),
                       (["--coef", "x", "--cluster", "zz", "--target", "significance", "--se", "HC0"], "no column 'zz'"),

@@ -59,10 +59,31 @@ def test_effect_json_matches_api(data_file, tmp_path, capsys):
 
 
 def test_effect_table(data_file, capsys):
-    path = data_file[0]
+    """The printed table: the self-loss row's actual and IF removal effects against a tight
+    refit and a dense IF step computed here (the .npz default l2 = 1, fixed penalty)."""
+    path, X, y, _, _ = data_file
     assert main(["effect", str(path), "--remove", "1,2"]) == 0
     out = capsys.readouterr().out
-    assert "removed 2 of 200" in out and "self-loss" in out and "RIF" in out
+    assert "removed 2 of 200" in out
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "effect", "actual", "IF", "RIF", "NS"]
+    row = next(line.split() for line in out.splitlines() if line.startswith("self-loss") and " removal " in line)
+    actual, if_ = float(row[2]), float(row[3])
+    A = np.column_stack([X, np.ones(len(X))])
+    P = np.diag([1.0] * X.shape[1] + [0.0])
+
+    def objective(theta):
+        z = A @ theta
+        return np.sum(np.logaddexp(0, z) - y * z) + 0.5 * theta @ P @ theta
+
+    theta = lo.GLM(l2=1.0, tol=1e-12).fit(X, y).theta_
+    keep = np.setdiff1d(np.arange(200), [1, 2])
+    refit = lo.GLM(l2=1.0, tol=1e-12).fit(X[keep], y[keep]).theta_
+    assert actual == pytest.approx(objective(refit) - objective(theta), rel=1e-5)
+    p = 1 / (1 + np.exp(-A @ theta))
+    H = (A * (p * (1 - p))[:, None]).T @ A + P
+    step = np.linalg.solve(H, A[[1, 2]].T @ (p[[1, 2]] - y[[1, 2]]))
+    assert if_ == pytest.approx(objective(theta + step) - objective(theta), rel=1e-5)
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -105,6 +105,12 @@ def test_drop_missing_is_reported(table, tmp_path, capsys):
     assert main(["fit", str(tmp_path / "bad.csv"), "--formula", FORMULA, "--id", "hh", "--drop-missing", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dropped_missing"] == 2 and out["n"] == len(df) - 2
+    # the fit is statsmodels' on the cleaned table (the table default is unpenalised)
+    smf = pytest.importorskip("statsmodels.formula.api")
+    ref = smf.logit(FORMULA, bad.dropna()).fit(disp=0, tol=1e-12)
+    for name, value in ref.params.items():
+        assert out["params"][name] == pytest.approx(value, rel=1e-6, abs=1e-9)
+        assert out["bse"][name] == pytest.approx(ref.bse[name], rel=1e-5)
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -60,7 +60,25 @@ def test_constants_equal_their_definitions(penalty, l2):
     assert not est.exact and est.delta <= c.delta + 1e-15 and est.epsilon <= c.epsilon + 1e-15
 
 
+def _dense_ns_rif(X, y, theta, l2, T):
+    """NS and RIF changes of theta for removing T, from dense pieces (logistic, fixed penalty,
+    unpenalised intercept): H_{-T}^{-1} sum_T g_i and sum_T H_{-i}^{-1} g_i."""
+    A = design(X, True)
+    p = 1 / (1 + np.exp(-A @ theta))
+    w = p * (1 - p)
+    g = A * (p - y)[:, None]
+    P = np.eye(A.shape[1])
+    P[-1, -1] = 0
+    H = (A * w[:, None]).T @ A + l2 * P
+    HT = H - sum(w[i] * np.outer(A[i], A[i]) for i in T)
+    ns = np.linalg.solve(HT, g[T].sum(axis=0))
+    rif = sum(np.linalg.solve(H - w[i] * np.outer(A[i], A[i]), g[i]) for i in T)
+    return ns, rif, g[T].sum(axis=0)
+
+
 def test_set_diagnostics_gap_and_indicators():
+    """The per-set gap |<phi, NS - RIF>|, the Newton decrement and the largest changes of the
+    linear predictors, against NS and RIF built here from dense pieces."""
     X, y = make_data(n=60, d=5, seed=4)
     m = lo.GLM(l2=0.5).fit(X, y)
     att = lo.Attribution(m)
@@ -68,33 +86,60 @@ def test_set_diagnostics_gap_and_indicators():
     f = TestPrediction(Xt)
     T = np.array([2, 3, 10, 40])
     d = set_diagnostics(att, f, T)
-    phi = f.gradient(m, m.theta_)
-    ns, rif = att.delta(T, "ns"), att.delta(T, "rif")
-    assert d.gap == pytest.approx(abs(phi @ (ns - rif)), rel=1e-12)
-    G = sum(np.asarray(att.estimators.r)[i] * np.append(X[i], 1.0) for i in T)
-    assert d.newton_decrement == pytest.approx(np.sqrt(G @ ns), rel=1e-10)
-    assert d.max_train_change == pytest.approx(np.max(np.abs(design(X, True) @ ns)), rel=1e-12)
-    assert d.max_metric_change == pytest.approx(np.max(np.abs(design(Xt, True) @ ns)), rel=1e-12)
+    ns, rif, G = _dense_ns_rif(X, y.astype(float), m.theta_, 0.5, T)
+    At = design(Xt, True)
+    p_t = 1 / (1 + np.exp(-At @ m.theta_))
+    phi = (At * (p_t * (1 - p_t))[:, None]).sum(axis=0)          # d/dtheta of the summed P(y = 1)
+    assert d.gap == pytest.approx(abs(phi @ (ns - rif)), rel=1e-8)
+    assert d.gap > 1e-6                                           # NS and RIF differ for a 4-row set
+    assert d.newton_decrement == pytest.approx(np.sqrt(G @ ns), rel=1e-8)
+    assert d.max_train_change == pytest.approx(np.max(np.abs(design(X, True) @ ns)), rel=1e-8)
+    assert d.max_metric_change == pytest.approx(np.max(np.abs(At @ ns)), rel=1e-8)
+    # the bound holds where the theorem applies: |<phi, NS - RIF>| stays below it
     if d.applies:
-        assert d.held
+        assert d.held and d.gap <= d.bound
 
 
 def test_report_and_check_cli(tmp_path, capsys):
+    """`leaveout check --json`: the constants equal their dense definitions, the calibration's
+    NS statistics describe refits done here, and every method and metric is reported."""
     X, y = make_data(n=200, d=6, seed=6)
     Xt, yt = make_data(n=60, d=6, seed=7)
     path = tmp_path / "d.npz"
     np.savez(path, X_train=X, y_train=y, X_test=Xt, y_test=yt)
-    assert main(["check", str(path), "--l2", "0.5", "--sets", "12", "--json"]) == 0
+    assert main(["check", str(path), "--l2", "0.5", "--metric", "self-loss", "--sets", "12", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("C_ell", "C_R", "delta", "epsilon", "eta", "k_threshold", "exact", "calibration", "verdict"):
-        assert key in out
-    for metric in ("test-pred", "test-loss", "self-loss"):
-        for method in ("if", "rif", "ns"):
-            assert set(out["calibration"][metric][method]) >= {"slope", "spearman", "median_rel_err", "reliable"}
-        assert out["verdict"][metric].startswith(metric)
-    att = lo.Attribution(lo.GLM(l2=0.5).fit(X, y))
-    rep = att.diagnose({"self-loss": SelfLoss()}, n_sets=6)
-    assert "Theorem 3.1 constants" in repr(rep) and rep.calibration["self-loss"]["ns"]["n_sets"] == 6
+    m = lo.GLM(l2=0.5).fit(X, y)
+    A = design(X, True)
+    want = _brute(A, y.astype(float), np.ones(200), m.theta_, 0.5, "fixed", np.zeros(A.shape[1]))
+    np.testing.assert_allclose([out["C_ell"], out["C_R"], out["delta"], out["epsilon"]], want[:4], rtol=1e-6)
+    assert out["exact"] is True and out["k_threshold"] == pytest.approx(1 / (2 * want[2] * want[1]), rel=1e-6)
+    assert out["model"] == {"family": "logistic", "l2": 0.5, "penalty": "fixed", "weights": None, "n": 200,
+                            "n_rows": 200}
+    cal = out["calibration"]["self-loss"]
+    assert set(cal) == {"if", "rif", "ns"} and cal["ns"]["n_sets"] == 12
+    assert out["verdict"]["self-loss"].startswith("self-loss")
+    # the same calibration in Python, its NS slope recomputed from refits done here
+    att = lo.Attribution(m)
+    stats, _, rows = __import__("leaveout.diagnostics.calibration", fromlist=["calibrate"]).calibrate(
+        att, {"self-loss": SelfLoss()}, n_sets=12)
+    P = np.eye(A.shape[1])
+    P[-1, -1] = 0
+
+    def objective(theta):           # the full training objective in sum form (the self-loss)
+        z = A @ theta
+        return np.sum(np.logaddexp(0, z) - y * z) + 0.25 * theta @ P @ theta
+
+    a, p_ns = [], []
+    for r in rows:
+        keep = np.setdiff1d(np.arange(200), r["T"])
+        refit = lo.GLM(l2=0.5, tol=1e-12).fit(X[keep], y[keep])
+        a.append(objective(refit.theta_) - objective(m.theta_))
+        p_ns.append(r["ns"])
+    np.testing.assert_allclose([r["actual"] for r in rows], a, rtol=1e-6)
+    a, p_ns = np.array(a), np.array(p_ns)
+    assert cal["ns"]["slope"] == pytest.approx(a @ p_ns / (a @ a), rel=1e-6)
+    assert stats["self-loss"]["ns"]["slope"] == pytest.approx(cal["ns"]["slope"], rel=1e-12)
 
 
 def test_effect_warns_outside_the_quadratic_model():

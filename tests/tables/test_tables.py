@@ -96,7 +96,11 @@ def test_categorical_levels_and_columns_are_checked_on_other_tables():
         m.predict(df.iloc[200:].drop(columns="x1"))
     # a level of the training table that the test table lacks is fine
     only_a = df.iloc[200:][df.iloc[200:].g == "a"]
-    assert m.predict(only_a).shape == (len(only_a),)
+    want = 1 / (1 + np.exp(-(m.params_["x1"] * only_a.x1 + m.params_["Intercept"])))    # level a: no dummy
+    np.testing.assert_allclose(m.predict_proba(only_a)[:, 1], want, rtol=1e-12)
+    only_b = df.iloc[200:][df.iloc[200:].g == "b"]
+    want = 1 / (1 + np.exp(-(m.params_["x1"] * only_b.x1 + m.params_["C(g)[T.b]"] + m.params_["Intercept"])))
+    np.testing.assert_allclose(m.predict_proba(only_b)[:, 1], want, rtol=1e-12)
 
 
 def test_intercept_comes_from_the_formula():
