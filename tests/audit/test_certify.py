@@ -403,3 +403,42 @@ def test_frequency_weight_significance_certificate_below_brute_force():
             assert tb.t_lower(P, k) <= max(min_t[k - 1], 0.0) + 1e-9
         checked += 1
     assert checked >= 8
+
+
+def test_triangle_bounds_equal_their_dense_formula():
+    """The blocked pass against a dense twin of every piece: A_k (the k largest z_i R_i), B_k
+    (the refined triangle sums of 1/2 (z_i R_l + R_i z_l) H_il), N^z_k, N^R_k, lambda_k (the
+    smallest of the Frobenius, Gershgorin and hypercontractive bounds) and
+    U_k = A_k + B_k + lambda_k / (1 - lambda_k) N^z_k N^R_k."""
+    from leaveout.audit.bounds import _ALPHA
+    rng = np.random.default_rng(12)
+    n, d = 30, 3
+    X = np.column_stack([_design(rng, n, d), np.ones(n)])
+    y = X[:, 0] * 0.5 + rng.standard_normal(n)
+    P = OLSProblem(X, y, np.eye(d)[0])
+    K = 5
+    tb = triangle_bounds(P, K, block=7)            # several row blocks
+    H, z, R, h = P.Xt @ P.Xt.T, P.z, P.R, P.h
+
+    def top_sums(G, k):
+        """sum of the k largest of (G_ii + the k - 1 largest off-diagonal entries of row i)"""
+        off = G - np.diag(np.diag(G))
+        np.fill_diagonal(off, -np.inf)
+        rows = np.diag(G) + np.array([np.sort(r)[::-1][:k - 1].sum() for r in off])
+        return np.sort(rows)[::-1][:k].sum()
+
+    chc = (1.0 / (_ALPHA + (1 - _ALPHA) * d) - 1.0 / _ALPHA) / d
+    Gs = {"zR": 0.5 * (np.outer(z, R) + np.outer(R, z)) * H, "zz": np.outer(z, z) * H, "RR": np.outer(R, R) * H,
+          "HH": H * H, "hc": H * H / _ALPHA + chc * np.outer(h, h)}
+    for k in range(1, K + 1):
+        A = np.sort(z * R)[::-1][:k].sum()
+        B = top_sums(Gs["zR"], k)
+        Nz, NR = np.sqrt(top_sums(Gs["zz"], k)), np.sqrt(top_sums(Gs["RR"], k))
+        absH = np.abs(H)
+        off = absH - np.diag(np.diag(absH))
+        gersh = max(absH[i, i] + np.sort(off[i])[::-1][:k - 1].sum() for i in range(n))
+        lam = min(np.sqrt(top_sums(Gs["HH"], k)), np.sqrt(top_sums(Gs["hc"], k)), gersh)
+        assert tb.lam[k - 1] == pytest.approx(lam, rel=1e-10)
+        assert tb.Nz[k - 1] == pytest.approx(Nz, rel=1e-10) and tb.NR[k - 1] == pytest.approx(NR, rel=1e-10)
+        want = A + B + lam / (1 - lam) * Nz * NR if lam < 1 else np.inf
+        assert tb.U[k - 1] == pytest.approx(want, rel=1e-10)

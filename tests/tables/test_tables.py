@@ -175,3 +175,31 @@ def test_statsmodels_formula_models_keep_their_names():
     assert lo.Attribution(att.model).effect(["h001"], Coefficient("Intercept"), "ns") == pytest.approx(
         att.effect([1], Coefficient(0), "ns"), rel=1e-12)
     assert list(lo.from_statsmodels(logit).model.feature_names_in_)[-1] == "x1"
+
+
+def test_every_reading_of_a_removal_set():
+    """Each branch of tables.ids.resolve_rows against the positions it must give, written out
+    by hand for a model of 6 rows."""
+    from leaveout.tables.ids import resolve_rows
+    str_ids = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
+    int_ids = np.array([1000, 1001, 1002, 1003, 1004, 1005])
+    mixed = np.array([0, 1, 2, 30, 40, 50])                 # ids 0, 1, 2 are also positions
+    pos = lambda T, ids: np.asarray(resolve_rows(T, ids, 6)).tolist()    # noqa: E731
+    assert pos(["c", "a"], str_ids) == [2, 0]                # labels: ids
+    assert pos([4, 1], str_ids) == [4, 1]                    # integers, non-integer ids: positions
+    assert pos([1003, 1005], int_ids) == [3, 5]              # integers that are ids only
+    assert pos([2, 3], int_ids) == [2, 3]                    # integers that are positions only
+    assert pos(np.array([1, 2]), mixed) == [1, 2]            # a numpy integer array: positions
+    assert pos(pd.Index([30, 50]), mixed) == [3, 5]          # an Index: ids
+    assert pos(pd.Series(["f"]), str_ids) == [5]             # a Series: ids
+    assert pos([30, 40], mixed) == [3, 4]                    # ids, not positions
+    assert pos([True, False, True, False, False, False], str_ids) == [True, False, True, False, False, False]
+    assert pos([1.0, 2.0], int_ids) == [1.0, 2.0]            # floats: positions, checked later
+    assert pos([4, 5], np.arange(6)) == [4, 5]               # ids equal to positions
+    assert resolve_rows([4, 5], None, 6) == [4, 5]           # no ids
+    with pytest.raises(ValueError, match="ambiguous"):
+        resolve_rows([1, 2], mixed, 6)
+    with pytest.raises(ValueError, match="not in the training rows: 'z'"):
+        resolve_rows(["a", "z"], str_ids, 6)
+    with pytest.raises(ValueError, match="not a DataFrame"):
+        resolve_rows(pd.DataFrame({"a": [1]}), str_ids, 6)
