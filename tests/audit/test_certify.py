@@ -414,11 +414,12 @@ def test_triangle_bounds_equal_their_dense_formula():
     rng = np.random.default_rng(12)
     n, d = 30, 3
     X = np.column_stack([_design(rng, n, d), np.ones(n)])
-    y = X[:, 0] * 0.5 + rng.standard_normal(n)
+    y = X[:, 0] * 1.5 + rng.standard_normal(n)
     P = OLSProblem(X, y, np.eye(d)[0])
     K = 5
     tb = triangle_bounds(P, K, block=7)            # several row blocks
     H, z, R, h = P.Xt @ P.Xt.T, P.z, P.R, P.h
+    checked_t = 0
 
     def top_sums(G, k):
         """sum of the k largest of (G_ii + the k - 1 largest off-diagonal entries of row i)"""
@@ -442,3 +443,44 @@ def test_triangle_bounds_equal_their_dense_formula():
         assert tb.Nz[k - 1] == pytest.approx(Nz, rel=1e-10) and tb.NR[k - 1] == pytest.approx(NR, rel=1e-10)
         want = A + B + lam / (1 - lam) * Nz * NR if lam < 1 else np.inf
         assert tb.U[k - 1] == pytest.approx(want, rel=1e-10)
+        if k > 2 and lam < 1 and want < P.margin:
+            # t after removing k rows >= (margin - U) sqrt((n - k - d)(1 - lambda) / (RSS |a|^2)):
+            # RSS(T) <= RSS and c^T (X_-T^T X_-T)^{-1} c <= |a|^2 / (1 - lambda)
+            t_low = (P.margin - want) * np.sqrt((n - k - d) * (1 - lam) / (P.rss * P.a2))
+            assert tb.t_lower(P, k) == pytest.approx(t_low, rel=1e-10)
+            checked_t += 1
+    assert checked_t >= 2
+
+
+def test_significance_certificate_reports_its_pieces_and_a_time_out():
+    """What a significance certificate says: the method, the size k where the bound stops and
+    U_k, lambda_k there (the triangle bounds' own values); and the answer when the time limit
+    passes before the bounds finish (lower = 1, said so), for sign and significance."""
+    rng = np.random.default_rng(5)
+    n = 60
+    Z = _design(rng, n, 3)
+    y = Z @ [0.9, 0.2] + rng.standard_normal(n)
+    m = lo.GLM(family="squared", l2=0).fit(Z, y)
+    se = standard_error(lo.Attribution(m), [1.0, 0.0, 0.0])
+    tgt = Target("significance", Snapshot(float(m.coef_[0]), se))
+    assert tgt.significant
+    cert = certify(m, Coefficient(0), tgt, max_rows=6)
+    assert cert.method == "rubinstein-hopkins (triangle bounds, classical SE)" and not cert.optimal
+    P = OLSProblem.from_attribution(m, Coefficient(0))
+    tb = triangle_bounds(P, 6)
+    k = min(cert.lower, len(tb.k))
+    assert cert.details == {"k": k, "bound": pytest.approx(float(tb.U[k - 1]), rel=1e-12),
+                            "lambda": pytest.approx(float(tb.lam[k - 1]), rel=1e-12)}
+    assert all(tb.t_lower(P, j) > tgt.z for j in range(1, cert.lower))       # certified below lower
+    assert not tb.t_lower(P, cert.lower) > tgt.z
+    hc = certify(m, Coefficient(0), tgt, se="HC1")
+    assert hc.lower is None and hc.note == ("no certificate for this target: significance with se='HC1' "
+                                            "(certified for the classical standard error only)")
+    weak = Target("significance", Snapshot(float(m.coef_[0]), 10 * se))
+    assert not weak.significant
+    none = certify(m, Coefficient(0), weak)
+    assert none.lower is None and none.method is None and "non-significant estimate gaining" in none.note
+    for target in (tgt, Target("sign", Snapshot(float(m.coef_[0])))):
+        late = certify(m, Coefficient(0), target, max_rows=6, method="bound", time_limit=1e-12)
+        assert late.lower == 1 and late.method == "trivial"
+        assert late.note == "time limit reached before the triangle bounds finished"
