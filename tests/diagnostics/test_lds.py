@@ -121,3 +121,27 @@ def test_predictions_and_bad_input(problem):
         lds(att, TestLoss(Xt, yt), fraction=1.0)
     with pytest.raises(ValueError, match="at least 3 rows"):
         loo_correlation(att, TestLoss(Xt, yt), rows=[1, 2])
+
+
+def test_check_cli_reports_the_yardsticks(problem, tmp_path, capsys):
+    """`leaveout check --lds N --json`: per metric with test points, the LDS and LOO correlation
+    of the library functions (themselves checked above against scikit-learn refits)."""
+    import json
+    from leaveout.cli import main
+    X, y, Xt, yt = problem
+    path = tmp_path / "p.npz"
+    np.savez(path, X_train=X, y_train=y, X_test=Xt, y_test=yt)
+    assert main(["check", str(path), "--l2", str(L2), "--test-index", "0,1,2,3", "--sets", "3", "--lds", "6",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["yardsticks"]
+    assert set(out) == {"test-pred", "test-loss"}
+    att = lo.Attribution(lo.GLM(l2=L2).fit(X, y))
+    ref = lds(att, TestLoss(Xt, yt), n_subsets=6)
+    loo = loo_correlation(att, TestLoss(Xt, yt))              # 40 rows: every row is in the sample
+    for m in ("if", "rif", "rif-group", "ns-group"):
+        assert out["test-loss"]["lds"][m] == pytest.approx(ref.score[m], rel=1e-9)
+    for m in ("if", "rif"):
+        assert out["test-loss"]["loo_corr"][m] == pytest.approx(loo.score[m], rel=1e-9)
+    assert out["test-loss"]["n_subsets"] == 6 and out["test-loss"]["loo_rows"] == 40
+    assert main(["check", str(path), "--lds", "2"]) == 1
+    assert "--lds must be at least 3" in capsys.readouterr().err

@@ -232,12 +232,41 @@ def cmd_check(args):
         raise UserError(f"--sets must be >= 0, got {args.sets}")
     names = args.metric or (["test-pred", "test-loss"] if prob.X_test is not None else []) + ["self-loss"]
     metrics = {n: _metric(prob, n, args.label) for n in dict.fromkeys(names)}
+    if args.lds is not None and args.lds < 3:
+        raise UserError(f"--lds must be at least 3 subsets (a rank correlation over subsets), got {args.lds}")
     report = prob.att.diagnose(metrics, n_sets=args.sets)
+    yardsticks = _yardsticks(prob, metrics, args.lds) if args.lds is not None else None
     if args.json:
-        print(json.dumps({"model": prob.describe(), **report.to_dict()}, indent=2, default=_plain))
+        out = {"model": prob.describe(), **report.to_dict()}
+        if yardsticks is not None:
+            out["yardsticks"] = yardsticks
+        print(json.dumps(out, indent=2, default=_plain))
     else:
         print(prob.header())
         print(repr(report))
+        for name, y in (yardsticks or {}).items():
+            lds_, loo = y["lds"], y["loo_corr"]
+            print(f"{name}: LDS over {y['n_subsets']} half-data subsets " + ", ".join(f"{m} {v:.3f}" for m, v in lds_.items())
+                  + f"; LOO correlation over {y['loo_rows']} rows " + ", ".join(f"{m} {v:.3f}" for m, v in loo.items())
+                  + f" ({y['seconds']:.1f} s of refits)")
+
+
+def _yardsticks(prob, metrics, n_subsets, loo_rows=100):
+    """LDS and LOO correlation for the metrics with test points (test-pred, test-loss)."""
+    from ..diagnostics import lds, loo_correlation
+    out = {}
+    alive = np.flatnonzero(np.asarray(prob.model.objective_.s) > 0)
+    rows = np.sort(np.random.default_rng(0).choice(alive, min(loo_rows, alive.size), replace=False))
+    for name, metric in metrics.items():
+        if name not in ("test-pred", "test-loss"):
+            continue
+        r = lds(prob.att, metric, n_subsets=n_subsets)
+        loo = loo_correlation(prob.att, metric, rows=rows)
+        out[name] = {"lds": r.score, "lds_interval": r.interval, "loo_corr": loo.score,
+                     "loo_corr_interval": loo.interval, "n_subsets": int(r.actual.shape[0]),
+                     "loo_rows": int(loo.actual.shape[0]), "unconverged": r.n_unconverged + loo.n_unconverged,
+                     "seconds": r.seconds["refits"] + loo.seconds["refits"] + r.seconds["scores"] + loo.seconds["scores"]}
+    return out
 
 
 def cmd_audit(args):

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", metavar="METRIC", type=check_metric,
                    help="test-pred, test-loss, self-loss or coef:NAME; repeatable (default: all that apply)")
     p.add_argument("--sets", type=int, default=30, metavar="N", help="removal sets retrained for the calibration (default 30)")
+    p.add_argument("--lds", type=int, metavar="N",
+                   help="also the field's yardsticks for test-pred and test-loss: the linear datamodeling score over "
+                        "N random half-data subsets, and the leave-one-out correlation over up to 100 rows, each "
+                        "against certified refits")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("audit", help="the fewest rows whose removal changes a conclusion, verified by refits")
