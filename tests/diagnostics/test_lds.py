@@ -145,3 +145,35 @@ def test_check_cli_reports_the_yardsticks(problem, tmp_path, capsys):
     assert out["test-loss"]["n_subsets"] == 6 and out["test-loss"]["loo_rows"] == 40
     assert main(["check", str(path), "--lds", "2"]) == 1
     assert "--lds must be at least 3" in capsys.readouterr().err
+
+
+def test_multinomial_check_and_lds_against_sklearn(tmp_path, capsys):
+    """The multinomial family: `check` gives the calibration and says the theorem's constants do
+    not apply; the LDS ground truth equals scikit-learn's multinomial refits (same penalty on all
+    C columns, intercepts free)."""
+    import json
+    from leaveout.cli import main
+    rng = np.random.default_rng(8)
+    n, d, C = 90, 3, 3
+    X = rng.normal(size=(n, d))
+    W = rng.normal(size=(d, C))
+    y = np.array([rng.choice(C, p=np.exp(z) / np.exp(z).sum()) for z in X @ W])
+    Xt, yt = rng.normal(size=(5, d)), rng.integers(0, C, 5)
+    path = tmp_path / "m.npz"
+    np.savez(path, X_train=X, y_train=y, X_test=Xt, y_test=yt)
+    assert main(["check", str(path), "--family", "multinomial", "--sets", "3", "--test-index", "0,1,2,3,4",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["C_ell"] is None and "do not apply to the multinomial family" in out["theorem_note"]
+    assert set(out["calibration"]) == {"test-pred", "test-loss", "self-loss"}
+    att = lo.Attribution(lo.GLM("multinomial", l2=1.0, tol=1e-12).fit(X, y))
+    res = lds(att, TestLoss(Xt, yt), n_subsets=4, methods=("if", "ns-group"))
+
+    def losses(Xtr, ytr):
+        f = sk.LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(Xtr, ytr)
+        return -np.log(f.predict_proba(Xt)[np.arange(len(yt)), yt])
+
+    base = losses(X, y)
+    for T, row in zip(res.sets, res.actual):
+        keep = np.setdiff1d(np.arange(n), T)
+        np.testing.assert_allclose(row, losses(X[keep], y[keep]) - base, rtol=1e-5, atol=1e-6)

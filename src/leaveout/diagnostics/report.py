@@ -24,15 +24,20 @@ __all__ = ["TrustReport", "diagnose"]
 class TrustReport:
     """Result of :meth:`Attribution.diagnose` (``leaveout check``)."""
 
-    constants: TheoremConstants
+    constants: TheoremConstants | None          # None where the theorem does not apply (multinomial)
     eta: dict
     calibration: dict
     verdicts: dict
     sets: list = field(default_factory=list)
     indicator_spearman: dict = field(default_factory=dict)
+    theorem_note: str | None = None
 
     def to_dict(self) -> dict:
         c = self.constants
+        if c is None:
+            return {"C_ell": None, "C_R": None, "delta": None, "epsilon": None, "eta": None, "k_threshold": None,
+                    "exact": None, "theorem_note": self.theorem_note, "calibration": self.calibration,
+                    "verdict": self.verdicts, "theorem": None, "indicator_spearman": {}}
         applies = [s for s in self.sets if s["applies"]]
         return {"C_ell": c.C_ell, "C_R": c.C_R, "delta": c.delta, "epsilon": c.epsilon,
                 "eta": self.eta if len(self.eta) > 1 else next(iter(self.eta.values())),
@@ -51,6 +56,8 @@ class TrustReport:
 
     def __repr__(self):
         c = self.constants
+        if c is None:
+            return "\n".join([f"Theorem 3.1: {self.theorem_note}"] + self._table())
         thr = f"{c.k_threshold:.3g}" if np.isfinite(c.k_threshold) else "inf"
         lines = [f"Theorem 3.1 constants ({'exact over all pairs' if c.exact else 'estimated from sampled rows'}, "
                  f"n = {c.n_rows}): C_ell {c.C_ell:.3g}, C_R {c.C_R:.3g}, delta {c.delta:.3g}, "
@@ -63,14 +70,16 @@ class TrustReport:
             lines.append(f"calibration sets: the theorem applies to {d['applies_global']} with the global constants, "
                          f"{d['applies_per_set']} with each set's own"
                          + ("" if d["held"] is None else f"; the bound held on {'all' if d['held'] else 'NOT all'} of those"))
+        return "\n".join(lines + self._table())
+
+    def _table(self):
         head = f"{'metric':<12} {'method':<6} {'slope':>7} {'Spearman':>9} {'med. rel. err.':>15} reliable"
-        lines += ["", head, "-" * len(head)]
+        lines = ["", head, "-" * len(head)]
         for m, byk in self.calibration.items():
             for k, v in byk.items():
                 word = "borderline" if v.get("borderline") else ("yes" if v["reliable"] else "no")
                 lines.append(f"{m:<12} {k:<6} {v['slope']:7.3f} {v['spearman']:9.3f} {v['median_rel_err']:15.3f} {word}")
-        lines += [""] + list(self.verdicts.values())
-        return "\n".join(lines)
+        return lines + [""] + list(self.verdicts.values())
 
 
 def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0, exact_limit: int = 20000):
@@ -80,6 +89,11 @@ def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0
     if not metrics:
         raise ValueError("diagnose needs at least one metric")
     names = list(metrics)
+    if att.estimators.objective.n_blocks > 1:
+        stats, verdicts, _rows = calibrate(att, metrics, n_sets=n_sets, fractions=fractions, seed=seed)
+        return TrustReport(None, {}, stats, verdicts, theorem_note=(
+            "its constants do not apply to the multinomial family (per-row Hessians of rank C - 1, not one); "
+            "the verdicts rest on the calibration"))
     base = theorem_constants(att, metrics[names[0]], exact_limit=exact_limit, seed=seed)
     pieces = {m: _Pieces(att, metrics[m]) for m in names}
     alive = np.asarray(att.estimators.objective.s) > 0
