@@ -90,6 +90,72 @@ class _WoodburySystem:
         return x + self.V @ la.cho_solve((self.Lk, True), self.U.T @ x, check_finite=False)
 
 
+class _IterativeSystem:
+    """``H_{-T}^{-1}`` by conjugate gradients on Hessian-vector products of the objective
+    without T, preconditioned by the factor of the full Hessian. For a removal set whose
+    rank is as large as H (half the data): neither the |T| x |T| Woodbury block nor a new
+    p x p factor is formed; each product is one pass over X. Solves to ``rtol`` relative
+    residual; a solve that does not get there raises (no silent approximation)."""
+
+    base = None
+    half = False
+    rtol, max_iter = 1e-12, 2000
+
+    def __init__(self, hessvec, precond):
+        self.hessvec, self.precond = hessvec, precond
+        self.n_hessvec = 0
+        self._last = None        # (right-hand side, rtol, solution): NS then its retrain solve once
+
+    def compact(self):
+        pass
+
+    def preconditioner(self):
+        """What a refit should precondition with: the full Hessian's factor (this system's own
+        preconditioner), not a conjugate-gradient solve inside each of its iterations."""
+        return _Preconditioner(self.precond)
+
+    def apply(self, Y, rtol=None):
+        """``H_{-T}^{-1} Y`` to relative residual ``rtol`` (default :attr:`rtol`)."""
+        from ..glm.solver import _pcg
+        rtol = self.rtol if rtol is None else rtol
+        Y = np.asarray(Y, dtype=np.float64)
+        last = self._last
+        if last is not None and last[1] <= rtol and last[0].shape == Y.shape and np.array_equal(last[0], Y):
+            return last[2].copy()
+        out = self._solve(Y, rtol, _pcg)
+        self._last = (Y.copy(), rtol, out.copy())
+        return out
+
+    def _solve(self, Y, rtol, _pcg):
+        cols = Y.reshape(Y.shape[0], -1)
+        out = np.empty_like(cols)
+        for j in range(cols.shape[1]):
+            if not np.any(cols[:, j]):
+                out[:, j] = 0.0
+                continue
+            x, ok, k = _pcg(self.hessvec, cols[:, j], self.precond, rtol, self.max_iter)
+            self.n_hessvec += k
+            if not ok:
+                raise SingularHessianError(
+                    "conjugate gradients on the leave-T-out Hessian did not converge (it is singular or "
+                    "nearly so); add an L2 penalty")
+            out[:, j] = x
+        return out.reshape(Y.shape)
+
+
+class _Preconditioner:
+    """``apply`` = a given approximate inverse (for :func:`apply_many` and the refits)."""
+
+    base = None
+    half = False
+
+    def __init__(self, solve):
+        self.apply = solve
+
+    def compact(self):
+        pass
+
+
 def apply_many(systems, R):
     """Column j of the result is ``systems[j].apply(R[:, j])``; columns whose systems share a
     half-solving base go through its triangular solves together."""

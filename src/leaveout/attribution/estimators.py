@@ -228,9 +228,29 @@ class GLMEstimators:
         def build():
             # the same refusal as the retrain's: a set that leaves the refit undefined
             self.check_weights_left(self.design.zeroed(self.s, T))
+            if self._iterative(T):
+                return self.group_gradient(T), self._iterative_system(T)
             C = float(self.design.gather(self.c, T).sum())
             return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C)
         return self.curvature.remembered(T.tobytes(), build) if cache else build()
+
+    #: parameters from which a removal set of rank >= p is solved by conjugate gradients
+    #: rather than a new p x p factorisation (below it the factorisation is cheap)
+    ITERATIVE_MIN_PARAMS = 1500
+
+    def _iterative(self, T):
+        rank = T.size * self.objective.n_blocks
+        return (self.theta.size >= self.ITERATIVE_MIN_PARAMS and rank * self.curvature.direct_ratio >= self.theta.size
+                and self.design.local)
+
+    def _iterative_system(self, T):
+        """``H_{-T}^{-1}`` by CG on the Hessian of the objective without T at the fit,
+        preconditioned by the full Hessian's factor (:class:`~.curvature._IterativeSystem`)."""
+        from .curvature import _IterativeSystem
+        obj = self.objective.without(T)
+        z = obj.z(self.theta)
+        w = obj.keep(obj.weights_at(z))
+        return _IterativeSystem(lambda v: obj.hessvec(w, v), self.curvature.solve)
 
     def ns_delta(self, T):
         """NS: ``H_{-T}^{-1} sum_{i in T} g_i``."""

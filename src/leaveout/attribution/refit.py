@@ -42,9 +42,10 @@ class RefitEngine:
         est.check_weights_left(objective.s)
         try:
             G, system = est.ns_system(T)
-            precond = system.apply
-            if init is None:
-                init = est.theta + precond(G)
+            iterative = hasattr(system, "preconditioner")
+            if init is None:            # a warm start needs no 1e-12 solve (a cached one is reused)
+                init = est.theta + (system.apply(G, rtol=1e-8) if iterative else system.apply(G))
+            precond = (system.preconditioner() if iterative else system).apply
         except SingularHessianError:
             precond = est.curvature.solve
             init = est.theta if init is None else init
@@ -67,8 +68,9 @@ class RefitEngine:
         for j in range(len(Ts)):
             est.check_weights_left(batch.s[:, j])
         pairs = systems if systems is not None else [est.ns_system(T) for T in Ts]
-        sys_list = [system for _G, system in pairs]
-        Theta0 = np.column_stack([est.theta + system.apply(G) for G, system in pairs])
+        sys_list = [system.preconditioner() if hasattr(system, "preconditioner") else system for _G, system in pairs]
+        Theta0 = np.column_stack([est.theta + (system.apply(G, rtol=1e-8) if hasattr(system, "preconditioner")
+                                               else system.apply(G)) for G, system in pairs])
 
         def preconds(R, cols):
             return apply_many([sys_list[c] for c in cols], R)
