@@ -11,7 +11,7 @@ Methods (``method=``):
 * ``"adaptive"`` (default): remove rows in small batches chosen by their current RIF scores on
   the signal, refit (certified, warm-started), re-score on the new fit, and repeat until the
   refit reaches the target; then put back, one at a time with a refit each, every row the
-  target does not need. On a cheap problem (n p small) the set is then shortened by an
+  target does not need. On a small problem (n <= 500, n p small) the set is then shortened by an
   exchange pass (two rows of the set swapped for one outside it, kept when its refit reaches
   the target) and, when every smaller set fits in a budget of refits, by an exhaustive
   search, which then also proves the count minimal (``result.lower``, "exhaustive
@@ -48,6 +48,8 @@ SHORTLIST, CHEAP = 8, 2_000_000
 #: on cheap problems, the refits an exchange pass may spend, and the refits an exhaustive
 #: search below the found count may spend (it runs only when every smaller set fits in it)
 EXCHANGE_MAX, EXHAUSTIVE_MAX = 800, 10_000
+#: ... on problems of at most this many rows (where a refit costs milliseconds)
+SMALL_N = 500
 
 
 class _Fit:
@@ -102,6 +104,7 @@ class _Search:
         self.max_rows, self.deadline, self.progress = max_rows, deadline, progress
         self.n = att.n_samples
         self.cheap = att.n_samples * att.theta.size <= CHEAP
+        self.small = self.cheap and att.n_samples <= SMALL_N
         self.refits = 0
         self.path = []
         self.minimal = False          # an exhaustive search proved the set minimal
@@ -385,7 +388,7 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
             search.path = search.path[:1]
         if found:
             (rows, fit), search.path = min(found, key=lambda c: len(c[0][0]))
-            if search.cheap and len(rows) > 1:    # small problems: try harder for a smaller set
+            if search.small and len(rows) > 1:    # small problems: try harder for a smaller set
                 rows, fit = search.exchange(rows, fit)
                 rows, fit, search.minimal = search.exhaustive(rows, fit)
             search.minimal = search.minimal or len(rows) == 1
@@ -393,7 +396,7 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
             note = None
         else:
             rows, fit = [], search.base
-            if search.cheap:                      # the greedy path failed: every set up to the budget
+            if search.small:                      # the greedy path failed: every set up to the budget
                 ceiling = list(range(max_rows + 1))        # a stand-in "found" set of max_rows + 1 rows
                 rows_x, fit_x, _ = search.exhaustive(ceiling, None)
                 if fit_x is not None:

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 __all__ = ["collinear_groups", "describe_groups", "CHECK_MAX_CELLS"]
 
 #: the proactive check (a thin SVD, O(n p^2)) runs when n * p^2 is at most this
-CHECK_MAX_CELLS = 2e9
+CHECK_MAX_CELLS = 5e8
 
 
 def collinear_groups(X, s, fit_intercept: bool, rtol: float = 1e-9) -> list:
