@@ -484,3 +484,33 @@ def test_significance_certificate_reports_its_pieces_and_a_time_out():
         late = certify(m, Coefficient(0), target, max_rows=6, method="bound", time_limit=1e-12)
         assert late.lower == 1 and late.method == "trivial"
         assert late.note == "time limit reached before the triangle bounds finished"
+
+
+def test_t_lower_and_the_certificate_at_their_edges():
+    """The t lower bound is -inf exactly where it certifies nothing (lambda_k >= 1, U_k at or
+    above the margin, no degrees of freedom left), finite just inside; a bound that certifies
+    every size it computed answers k_max + 1."""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(13)
+    n, d = 60, 3
+    X = np.column_stack([_design(rng, n, d), np.ones(n)])
+    y = X[:, 0] * 1.5 + rng.standard_normal(n)
+    P = OLSProblem(X, y, np.eye(d)[0])
+    tb = triangle_bounds(P, 4)
+    k = 3
+    U, lam = tb.U[k - 1], tb.lam[k - 1]
+    assert lam < 1 and np.isfinite(U)
+
+    def fake(margin, dof):
+        return SimpleNamespace(margin=margin, rss=P.rss, a2=P.a2, dof=lambda _k: dof)
+
+    assert tb.t_lower(fake(U, 10), k) == -np.inf                       # U_k = margin
+    inside = tb.t_lower(fake(U * (1 + 1e-6) + 1e-12, 10), k)
+    assert np.isfinite(inside) and inside > 0
+    assert tb.t_lower(fake(2 * U + 1, 0), k) == -np.inf                # no degrees of freedom
+    one = tb.t_lower(fake(2 * U + 1, 1), k)
+    assert one == pytest.approx((U + 1) * np.sqrt((1 - lam) / (P.rss * P.a2)), rel=1e-12)
+    # a strong effect certified at every size computed: the answer is k_max + 1
+    assert all(tb.t_lower(P, j) > 1.96 for j in tb.k)
+    assert tb.significance_certificate(P, 1.96) == int(tb.k[-1]) + 1 == 5
+    assert tb.sign_certificate(P.margin) == 5
