@@ -87,3 +87,22 @@ def test_numbers_read_as_text_warn(frame, tmp_path, capsys):
     assert "warning: column 'x' is read as text" in err and "'1.2.3'" in err
     main(["fit", str(p), "--formula", "y ~ x2", "--family", "squared"])     # not used: no warning
     assert "read as text" not in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(frame, tmp_path, capsys, monkeypatch):
+    """`leaveout fit ... | head -1`: the reader goes away; no error message, exit status 1."""
+    import sys
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    p = tmp_path / "d.csv"
+    frame.to_csv(p, index=False)
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["fit", str(p), "--formula", "y ~ x", "--family", "squared"]) == 1
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""

@@ -29,6 +29,14 @@ def main(argv=None) -> int:
     warnings.simplefilter("always", ConvergenceWarning)
     try:
         COMMANDS[args.command](args)
+    except BrokenPipeError:                 # the reader (e.g. `| head`) stopped reading: no message
+        import io
+        import os
+        try:                                # keep the interpreter's final flush from failing too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+        return 1
     except (UserError, ValueError, ConvergenceError, OSError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"leaveout: error: {msg}", file=sys.stderr)
