@@ -32,17 +32,25 @@ from ..exceptions import SingularHessianError
 __all__ = ["Curvature", "apply_many"]
 
 
-class _DirectSystem:
-    """``H_{-T}^{-1}`` from its own Cholesky factor (used when |T| is as large as H)."""
+class _Preconditioner:
+    """A system with no half-solving base to share: ``apply`` is a given (approximate)
+    inverse; used by :func:`apply_many` and the refits."""
 
     base = None
     half = False
 
-    def __init__(self, L):
-        self.L = L
+    def __init__(self, solve):
+        self.apply = solve
 
     def compact(self):
         pass
+
+
+class _DirectSystem(_Preconditioner):
+    """``H_{-T}^{-1}`` from its own Cholesky factor (used when |T| is as large as H)."""
+
+    def __init__(self, L):
+        self.L = L
 
     def apply(self, Y):
         return cho_solve(self.L, Y)
@@ -141,19 +149,6 @@ class _IterativeSystem:
                     "nearly so); add an L2 penalty")
             out[:, j] = x
         return out.reshape(Y.shape)
-
-
-class _Preconditioner:
-    """``apply`` = a given approximate inverse (for :func:`apply_many` and the refits)."""
-
-    base = None
-    half = False
-
-    def __init__(self, solve):
-        self.apply = solve
-
-    def compact(self):
-        pass
 
 
 def apply_many(systems, R):
