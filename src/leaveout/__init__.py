@@ -17,10 +17,11 @@ from .attribution import Attribution
 from .audit import AuditResult, audit, summarize
 from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
                          UnreliableEstimateWarning)
-from .glm import GLM
+from .glm import GLM, FixedEffectsGLM
 
 __all__ = [
     "GLM",
+    "FixedEffectsGLM",
     "Attribution",
     "audit",
     "AuditResult",

@@ -20,7 +20,7 @@ from .. import _validation as v
 from ..exceptions import ConvergenceError, ConvergenceWarning, UnreliableEstimateWarning
 from ..metrics import Metric, SelfLoss
 from ..tables.ids import positions_of, resolve_rows
-from .estimators import GLMEstimators
+from .estimators import AbsorbedEstimators, GLMEstimators
 from .multinomial import BlockEstimators
 from .refit import RefitEngine
 from .sketch import SketchedLeverage, sketch_leverage
@@ -69,8 +69,9 @@ class Attribution:
                           ConvergenceWarning, stacklevel=2)
         self.model = model
         self.theta = model.theta_
-        self.estimators = self._estimators(model, form)
-        self.refits = RefitEngine(model, self.estimators)
+        absorbed = getattr(model, "absorbed_", None) is not None
+        self.estimators = (AbsorbedEstimators if absorbed else self._estimators)(model, form)
+        self.refits = None if absorbed else RefitEngine(model, self.estimators)
 
     # ------------------------------------------------------------ the fit's pieces
     @property
@@ -188,6 +189,7 @@ class Attribution:
         DataFrame indexed by row id with the column ``method``.
         """
         v.check_choice(method, "method", ("if", "rif"))
+        self._check_metric(metric)
         est = self.estimators
         if metric.quadratic:
             rows = self.influence() if method == "if" else self.rescaled_influence()
@@ -222,6 +224,16 @@ class Attribution:
         are those of :func:`leaveout.audit` (:class:`~leaveout.AuditResult`)."""
         from ..audit.search import audit
         return audit(self, quantity, target, **options)
+
+    def _check_metric(self, metric):
+        """A model with absorbed fixed effects estimates its coefficients (and contrasts of
+        them); a prediction or a loss would need the fixed effects' own change too."""
+        if self.refits is None:
+            from ..metrics import Coefficient, Contrast
+            if not isinstance(metric, (Coefficient, Contrast)):
+                raise ValueError(f"with absorbed fixed effects only coefficients and contrasts are estimated, not "
+                                 f"{getattr(metric, 'name', type(metric).__name__)} (it would need the fixed "
+                                 "effects' change too)")
 
     # ------------------------------------------------------------ removal sets
     def _check_T(self, T):
@@ -267,6 +279,8 @@ class Attribution:
         model's, with weight 0 on ``T``. Check its ``converged_``: an unconverged refit emits
         a ConvergenceWarning, and :meth:`delta` / :meth:`effect` refuse to use it.
         """
+        if self.refits is None:                   # absorbed fixed effects: demeaned again on the kept rows
+            return self.model.refit_without(self._check_T(T), tol=tol, max_iter=max_iter)
         return self.refits.retrain(self._check_T(T), tol=tol, max_iter=max_iter, init=init)
 
     def retrain_many(self, Ts, tol=None, max_iter=None, systems=None, skip_invalid: bool = False):
@@ -293,6 +307,16 @@ class Attribution:
         list of GLM (or None)
         """
         Ts = [self._check_T(T) for T in Ts]
+        if self.refits is None:
+            out = []
+            for T in Ts:
+                try:
+                    out.append(self.model.refit_without(T, tol=tol, max_iter=max_iter))
+                except ValueError:
+                    if not skip_invalid:
+                        raise
+                    out.append(None)
+            return out
         try:
             return self.refits.retrain_many(Ts, tol=tol, max_iter=max_iter, systems=systems)
         except ValueError:
@@ -317,6 +341,7 @@ class Attribution:
         quadratic model (:mod:`leaveout.diagnostics.indicators`).
         """
         v.check_choice(kind, "kind", KINDS)
+        self._check_metric(metric)
         dtheta = self.delta(T, method)
         if method in ("rif", "ns") and self.design.local and self.estimators.objective.n_blocks == 1:
             self._warn_if_outside(T, metric, method)
@@ -335,6 +360,7 @@ class Attribution:
     def effect_of(self, dtheta, metric: Metric, kind: str = "removal") -> float:
         """Effect on ``metric`` of moving the parameters by ``dtheta``."""
         v.check_choice(kind, "kind", KINDS)
+        self._check_metric(metric)
         if kind == "removal":
             return float(metric.difference(self.model, self.theta, self.theta + dtheta))
         if metric.quadratic:
@@ -353,6 +379,8 @@ class Attribution:
         """
         names = list(deltas)
         out = {}
+        for metric in metrics.values():
+            self._check_metric(metric)
         for mname, metric in metrics.items():
             if isinstance(metric, SelfLoss) and type(metric).value is SelfLoss.value and names:
                 pairs = self.estimators.self_loss_effects([deltas[k] for k in names], XD)

@@ -25,6 +25,11 @@ where the last is ``c^T (X_{-T}^T X_{-T})^{-1} c``. For one row, ``Delta = z_i R
 
 The problem is oriented so that ``q > value`` at the full fit (``y`` is negated otherwise,
 which negates ``beta`` and ``R``); a set flips the sign when ``Delta(T) >= margin = q - value``.
+
+A model with absorbed fixed effects (:class:`~leaveout.glm.absorb.FixedEffectsGLM`) is
+certified on the same least squares written with one dummy column per absorbed level
+present: removing a row also moves its group's mean, which that design sees and the
+partialled one alone would not. Up to :data:`FE_CERTIFY_MAX` columns; beyond, no certificate.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from scipy.linalg import cho_factor, solve_triangular
 
 from ..metrics import Coefficient, Contrast
 
-__all__ = ["OLSProblem", "LEVERAGE_ONE", "CERTIFY_METHODS", "check_certifiable", "reduce_two_row_cells"]
+__all__ = ["OLSProblem", "LEVERAGE_ONE", "FE_CERTIFY_MAX", "CERTIFY_METHODS", "check_certifiable", "reduce_two_row_cells"]
 
 CERTIFY_METHODS = ("auto", "exact", "bound")
 
 LEVERAGE_ONE = 1.0 - 1e-12          # as the audit's: removing such a row leaves H singular
+#: a fixed-effects model is certified on its dummy-variable design up to this many columns
+FE_CERTIFY_MAX = 1000
 
 
 class OLSProblem:
@@ -125,9 +132,21 @@ class OLSProblem:
         c = np.asarray(quantity.gradient(model, model.theta_), dtype=float)
         s = np.asarray(obj.s, dtype=float)
         keep = np.flatnonzero(s > 0)
-        X = obj.design.dense_rows(keep)
-        off = np.asarray(obj.offset, dtype=float)[keep] if np.ndim(obj.offset) else 0.0
-        y = np.asarray(obj.y, dtype=float)[keep] - off
+        if hasattr(model, "fixed_effects_"):
+            # the same least squares with a dummy column per absorbed level present: removing a
+            # row moves its group's mean, which the partialled design alone would not see
+            XE, y_all, off_all = model._data
+            codes = model.absorbed_.codes[keep]
+            levels, inv = np.unique(codes, return_inverse=True)
+            D = np.zeros((keep.size, levels.size))
+            D[np.arange(keep.size), inv] = 1.0
+            X = np.hstack([XE[keep], D])
+            y = np.asarray(y_all, dtype=float)[keep] - np.asarray(off_all, dtype=float)[keep]
+            c = np.concatenate([c, np.zeros(levels.size)])
+        else:
+            X = obj.design.dense_rows(keep)
+            off = np.asarray(obj.offset, dtype=float)[keep] if np.ndim(obj.offset) else 0.0
+            y = np.asarray(obj.y, dtype=float)[keep] - off
         X, y, c, w, positions, cells = reduce_two_row_cells(X, y, c, s[keep], keep)
         P = cls(X, y, c, value, weights=w, positions=positions)
         P.cells = cells
@@ -190,6 +209,12 @@ def check_certifiable(model, quantity, target: str, method: str) -> None:
     if not isinstance(quantity, (Coefficient, Contrast)):
         raise ValueError("certificates need a coefficient or a contrast of coefficients as the quantity "
                          f"(got {getattr(quantity, 'name', type(quantity).__name__)})")
+    if hasattr(model, "fixed_effects_"):
+        width = model.theta_.size + model.absorbed_dof_
+        if width > FE_CERTIFY_MAX:
+            raise ValueError(f"no certificate for fixed effects with this many levels: a certificate works on the "
+                             f"design with a dummy column per level ({width} columns, at most {FE_CERTIFY_MAX}); "
+                             "audit without certify (every answer is still verified by an exact refit)")
 
 
 def reduce_two_row_cells(X, y, c, weights, positions):

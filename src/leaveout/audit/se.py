@@ -106,6 +106,8 @@ class SECalculator:
         self.n_rows = int(np.count_nonzero(s > 0))
         self.n = float(s.sum()) if self.frequency else self.n_rows
         self.p = obj.pen.size
+        if hasattr(model, "dof_adjustment"):       # absorbed fixed-effect levels are parameters too
+            self.p += model.dof_adjustment(None if groups is None else np.asarray(groups))
         if self.n <= self.p:
             raise ValueError(f"standard errors need more observations ({self.n:g}) than parameters ({self.p})")
         self.squared = obj.loss.name == "squared"

@@ -122,13 +122,18 @@ def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -
         crit = stats.norm.ppf(1 - alpha / 2)
     stat = "t" if use_t else "z"
     names = list(m.params_.index)
+    notes = []
+    shown = slice(None)
+    if hasattr(m, "describe_fixed_effects"):      # the dummies of non-absorbed factors are not shown
+        shown = slice(0, m.n_regressors_)
+        notes.append(f"fixed effects: {m.describe_fixed_effects()}; their levels are counted in the degrees of "
+                     "freedom and not shown")
     table = pd.DataFrame({"coef": theta, "std err": bse, stat: ratio, f"P>|{stat}|": pvalues,
                           f"[{alpha / 2:g}": theta - crit * bse, f"{1 - alpha / 2:g}]": theta + crit * bse},
-                         index=names)
+                         index=names).iloc[shown]
     s = np.asarray(m.objective_.s)
     weights = "none" if np.all(s == 1) else m.weight_kind
     se_kind = se + (f", clustered ({calc.n_groups} groups)" if calc.groups is not None else "")
-    notes = []
     if m.l2 > 0:
         notes.append(f"l2 = {m.l2:g} > 0: the SEs use the penalised Hessian (a posterior covariance), not "
                      "a ridge estimate's sampling covariance; give l2 = 0 for statsmodels' numbers")

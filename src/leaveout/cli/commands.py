@@ -42,6 +42,10 @@ def _metric(prob, name, label):
 
 def _metrics(prob, label=None, coefs=()):
     names = (["test-pred", "test-loss"] if prob.X_test is not None else []) + ["self-loss"]
+    if hasattr(prob.model, "fixed_effects_"):       # only the coefficients of a fixed-effects model
+        if not coefs:
+            raise UserError("a fixed-effects model's effects are on its coefficients: give --coef NAME")
+        names = []
     names += [f"coef:{c}" for c in coefs or ()]
     return {n: _metric(prob, n, label) for n in names}
 

@@ -38,6 +38,8 @@ class Problem:
         out = {"family": m.family, "l2": float(m.l2), "penalty": m.penalty,
                "weights": None if self.weights is None else {"column": self.weights, "meaning": m.weight_kind},
                "n": int(n_obs) if float(n_obs).is_integer() else n_obs, "n_rows": int(self.n)}
+        if hasattr(m, "fixed_effects_summary"):
+            out["fixed_effects"] = m.fixed_effects_summary()
         if se is not None:
             out["se"] = se + (f", clustered by {cluster}" if cluster else "")
         return out
@@ -48,7 +50,8 @@ class Problem:
         w = "none" if d["weights"] is None else f"{d['weights']['column']} ({d['weights']['meaning']})"
         n = f"n = {d['n']}" + (f" ({d['n_rows']} rows)" if d["n"] != d["n_rows"] else "")
         se_text = f", se {d['se']}" if "se" in d else ""
-        return f"model: {d['family']}, l2 = {d['l2']:g} ({d['penalty']} penalty), weights {w}{se_text}, {n}"
+        fe = f", fixed effects {self.model.describe_fixed_effects()}" if "fixed_effects" in d else ""
+        return f"model: {d['family']}, l2 = {d['l2']:g} ({d['penalty']} penalty){fe}, weights {w}{se_text}, {n}"
 
     def positions(self, text: str, arg: str) -> np.ndarray:
         """Rows named on the command line: for .npz data 0-based positions; for a table its

@@ -109,6 +109,9 @@ class GLM:
         The coefficients by name (see the property).
     """
 
+    #: the class of formulas with absorbed fixed effects (``|``), set by :mod:`.absorb`
+    fixed_effects_class = None
+
     def __init__(self, family: str = "logistic", l2: float = 1.0, penalty: str = "fixed",
                  fit_intercept: bool = True, tol: float = 1e-9, max_iter: int = 100,
                  weight_kind: str = "analytic"):
@@ -186,10 +189,13 @@ class GLM:
         return self
 
     @classmethod
-    def from_formula(cls, formula: str, data, family: str = "logistic", l2: float = 1.0,
+    def from_formula(cls, formula: str, data, family: str = "logistic", l2: float | None = None,
                      penalty: str = "fixed", sample_weight=None, offset=None, missing: str = "raise",
                      classes=None, **options) -> "GLM":
         """Fit ``formula`` (``"y ~ x1 + C(g) + x1:x2"``) to the DataFrame ``data``.
+
+        Fixed effects after a ``|`` (``"y ~ x1 + x2 | firm + year"``, fixest's syntax) are
+        absorbed: the result is a :class:`~leaveout.glm.absorb.FixedEffectsGLM` (unpenalised).
 
         The formula is encoded by formulaic: ``C(g)`` treatment-coded dummies named like
         ``"C(g)[T.b]"``, ``x1:x2`` interactions, ``np.log(x)`` transforms. The encoding is kept
@@ -223,6 +229,14 @@ class GLM:
         if not is_frame(data):
             raise ValueError("from_formula needs data as a pandas DataFrame")
         check_missing(missing)
+        if isinstance(formula, str) and "|" in formula:
+            FixedEffectsGLM = GLM.fixed_effects_class       # registered by .absorb (no import cycle)
+            if l2 not in (None, 0) or penalty != "fixed" or classes is not None:
+                raise ValueError("a model with fixed effects is unpenalised: leave l2 at 0 (and penalty, classes "
+                                 "at their defaults)")
+            return FixedEffectsGLM.from_formula(formula, data, family=family, sample_weight=sample_weight,
+                                                offset=offset, missing=missing, **options)
+        l2 = 1.0 if l2 is None else l2
         enc, X, y, ids = FormulaEncoding.learn(formula, data, missing)
         rows = data.index.isin(ids) if len(ids) < len(data.index) else slice(None)
         sw, off = (column_or_values(data, a, rows, name) for a, name in

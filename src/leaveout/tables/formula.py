@@ -13,13 +13,14 @@ unpenalised; ``y ~ x - 1`` or ``y ~ 0 + x`` fits without one.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
 
 from .frame import missing_rows_error
 
-__all__ = ["FormulaEncoding"]
+__all__ = ["FormulaEncoding", "split_fixed_effects"]
 
 
 def _formulaic():
@@ -134,6 +135,29 @@ class FormulaEncoding:
     def _variables(self):
         """The data columns the right-hand side reads."""
         return sorted(str(v) for v in getattr(self.spec.rhs, "required_variables", ()))
+
+
+def split_fixed_effects(formula: str):
+    """``"y ~ x1 + x2 | fe1 + fe2^fe3"`` as ``("y ~ x1 + x2", ["fe1", "fe2^fe3"])`` (fixest's
+    syntax; no ``|``: no fixed effects)."""
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ValueError(f"formula must be a string 'response ~ terms', got {formula!r}")
+    parts = [p.strip() for p in formula.split("|")]
+    if len(parts) == 1:
+        return formula, []
+    if any("~" in p for p in parts[1:]):
+        raise ValueError(f"formula {formula!r}: instrumental variables ('... | endog ~ instruments') are not "
+                         "supported yet; fixed effects are ('y ~ x1 + x2 | fe1 + fe2')")
+    if len(parts) > 2:
+        raise ValueError(f"formula {formula!r} has more than one '|'; write 'y ~ x1 + x2 | fe1 + fe2'")
+    terms = [t.strip() for t in parts[1].split("+")]
+    if not parts[1] or any(not t for t in terms) or any(not re.fullmatch(r"[^\s^()]+(\s*\^\s*[^\s^()]+)*", t)
+                                                      for t in terms):
+        raise ValueError(f"formula {formula!r}: after '|' give fixed-effect columns joined by '+' (and '^' for "
+                         "an interaction), e.g. 'y ~ x | firm + year'")
+    if parts[0].split("~", 1)[1].strip() in ("", "0", "-1"):
+        return parts[0].split("~", 1)[0] + "~ 0", terms
+    return parts[0], terms
 
 
 def _required(spec):
