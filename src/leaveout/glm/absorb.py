@@ -153,11 +153,13 @@ class FixedEffects:
     def nested_in(self, name, clusters, s) -> bool:
         """Whether every level of factor ``name`` lies within one cluster (on rows of positive
         weight)."""
+        import pandas as pd
         kept = np.asarray(s) > 0
-        c = np.asarray(clusters)[kept]
+        c = pd.factorize(np.asarray(clusters)[kept])[0]
         f = self.codes[name][kept]
-        pairs = np.unique(np.column_stack([f, np.unique(c, return_inverse=True)[1]]), axis=0)
-        return pairs.shape[0] == np.unique(f).size
+        first = np.empty(self.levels[name].size, dtype=c.dtype)
+        first[f] = c                             # the cluster of one row of each level
+        return bool(np.all(first[f] == c))
 
 
 class FixedEffectsGLM(GLM):
@@ -250,15 +252,20 @@ class FixedEffectsGLM(GLM):
         return model
 
     # ------------------------------------------------------------ the fit
-    def _solve(self, s, init=None) -> "FixedEffectsGLM":
+    def _solve(self, s, init=None, check: bool = True) -> "FixedEffectsGLM":
+        """Newton's method on (coefficients, absorbed levels), each step a weighted least
+        squares on the demeaned design (one step is exact for the squared family)."""
         XE, y, off = self._data
         loss = get_loss(self.family)
+        squared = self.family == "squared"
         groups = self.fixed_effects_.groups
-        self._check_columns(XE, s, groups)
+        if check:
+            self._check_columns(XE, s, groups)
         n, p = XE.shape
         beta = np.zeros(p) if init is None else np.asarray(init, dtype=np.float64).copy()
         alpha = np.zeros(groups.n_levels)
-        scale = self._scale(XE, y, s, groups)
+        scale = getattr(self, "_scale_value", None) or self._scale(XE, y, s, groups)
+        self._scale_value = scale
         converged, it, gnorm = False, 0, np.inf
         value = None
         for it in range(1, self.max_iter + 1):
@@ -283,6 +290,9 @@ class FixedEffectsGLM(GLM):
             W = groups.totals(w)
             with np.errstate(invalid="ignore", divide="ignore"):
                 da = np.where(W > 0, groups.totals(w * (t - XE @ db)) / W, 0.0)
+            if squared:                          # the quadratic's exact minimiser
+                beta, alpha = beta + db, alpha + da
+                continue
             if value is None:
                 value = float(s @ loss.value(y, eta))
             step = 1.0
@@ -300,8 +310,9 @@ class FixedEffectsGLM(GLM):
             converged = gnorm <= self.tol
         # the partialled problem at the fit: the GLM on X~ (w-demeaned) whose linear
         # predictor equals the full model's, so l', l'' and the coefficients' Hessian are its own
-        w = s * loss.curvature(y, eta)
-        Xt = groups.demean(XE, w)
+        if not squared:                          # the working weights at the optimum (squared: s)
+            w = s * loss.curvature(y, eta)
+            Xt = groups.demean(XE, w)
         objective = make_objective(as_design(Xt, False), loss, y, s, 0.0, "fixed", False, eta - Xt @ beta)
         self.set_solution(objective, NewtonResult(beta, converged, it, float(gnorm)))
         kept = s > 0
@@ -315,7 +326,7 @@ class FixedEffectsGLM(GLM):
 
     def _scale(self, XE, y, s, groups):
         """The gradient's natural size: as :class:`~leaveout.GLM`'s tolerance, with the
-        absorbed factor's indicator columns among the columns."""
+        absorbed factor's indicator columns among the columns (a refit keeps its fit's)."""
         cols = np.abs(XE).T @ s if XE.shape[1] else np.zeros(1)
         scale = max(float(np.max(cols, initial=0.0)), float(np.max(groups.totals(s))), 1e-300)
         if self.family in ("squared", "poisson"):
@@ -352,10 +363,10 @@ class FixedEffectsGLM(GLM):
         refit = FixedEffectsGLM(self.family, self.tol if tol is None else tol,
                                 self.max_iter if max_iter is None else max_iter, self.weight_kind)
         for attr in ("classes_", "n_features_in_", "feature_names_in_", "row_ids_", "n_dropped_", "encoding_",
-                     "fixed_effects_", "_data", "n_regressors_", "formula_"):
+                     "fixed_effects_", "_data", "n_regressors_", "formula_", "_scale_value"):
             if hasattr(self, attr):
                 setattr(refit, attr, getattr(self, attr))
-        return refit._solve(s, init=self.theta_)
+        return refit._solve(s, init=self.theta_, check=False)
 
     def refitted(self, objective, init=None, precond=None, tol=None, max_iter=None, result=None):
         raise NotImplementedError("a fixed-effects model refits through refit_without(T)")
