@@ -163,6 +163,8 @@ def suspects(att, kind: str = DEFAULT_KIND, k=None, validation=None, method: str
     columns ``id``, ``score``, ``label`` (the row's label) and ``prob`` (the fitted probability
     of that label; logistic), the first ``k`` rows when given."""
     import pandas as pd
+    if getattr(att.model, "family", None) == "2sls":
+        raise ValueError("suspects does not cover two-stage least squares yet")
     if getattr(att.model, "absorbed_", None) is not None:
         raise ValueError("suspects does not cover models with absorbed fixed effects yet (a row's loss when "
                          "left out needs its group's change too); fit the fixed effects as C(fe) dummies")

@@ -60,6 +60,9 @@ class Attribution:
     def __new__(cls, model=None, form: str = "auto"):
         if cls is Attribution and getattr(model, "family", None) == "multinomial":
             return super().__new__(MultinomialAttribution)
+        if cls is Attribution and getattr(model, "family", None) == "2sls":
+            from .iv import IVAttribution             # two-stage least squares: its own estimates
+            return IVAttribution(model)
         return super().__new__(cls)
 
     def __init__(self, model, form: str = "auto"):

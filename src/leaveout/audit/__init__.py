@@ -22,6 +22,9 @@ def audit(att, quantity, target: str = "sign", **options) -> AuditResult:
     from ..glm import GLM
     if isinstance(att, GLM):
         att = Attribution(att)
+    elif getattr(att, "family", None) == "2sls":
+        from ..attribution.iv import IVAttribution
+        att = IVAttribution(att)
     return _search.audit(att, quantity, target, **options)
 
 __all__ = ["audit", "AuditResult", "summarize", "FitSummary", "certify", "Certificate", "standard_error", "SECalculator", "SE_KINDS", "METHODS",

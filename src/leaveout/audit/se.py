@@ -52,7 +52,7 @@ import numpy as np
 
 from .._validation import WEIGHT_KINDS, check_weight_kind
 
-__all__ = ["SE_KINDS", "WEIGHT_KINDS", "StandardError", "standard_error", "check_weight_kind"]
+__all__ = ["SE_KINDS", "WEIGHT_KINDS", "StandardError", "standard_error", "se_calculator", "check_weight_kind"]
 
 SE_KINDS = ("nonrobust", "HC0", "HC1")
 
@@ -213,6 +213,15 @@ def _third(loss, y, z):
     return p * (1 - p) * (1 - 2 * p)
 
 
+def se_calculator(att, kind: str = "nonrobust", groups=None, weights: str | None = None):
+    """The SE calculator of a fit: :class:`SECalculator`, or for two-stage least squares
+    :class:`~leaveout.audit.se_iv.IVSECalculator`."""
+    if getattr(att.model, "family", None) == "2sls":
+        from .se_iv import IVSECalculator
+        return IVSECalculator(att, kind, groups, weights)
+    return SECalculator(att, kind, groups, weights)
+
+
 def standard_error(att, phi, kind: str = "nonrobust", groups=None, weights: str | None = None) -> float:
     """``sqrt(phi^T V phi)`` for the covariance ``V`` of ``kind`` (see the module docstring)."""
-    return SECalculator(att, kind, groups, weights).se(np.asarray(phi, dtype=np.float64))
+    return se_calculator(att, kind, groups, weights).se(np.asarray(phi, dtype=np.float64))

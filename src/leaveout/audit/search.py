@@ -37,7 +37,7 @@ import numpy as np
 
 from ..exceptions import ConvergenceWarning
 from .result import AuditResult
-from .se import SECalculator
+from .se import se_calculator
 from .targets import TARGETS, Snapshot, Target
 
 __all__ = ["audit", "METHODS"]
@@ -63,7 +63,7 @@ class _Fit:
         self._factory = factory if factory is not None else type(att)
         theta = model.theta_
         self.phi = np.asarray(metric.gradient(model, theta), dtype=np.float64)
-        self.calc = SECalculator(self.att, se_kind, groups) if needs_se else None
+        self.calc = se_calculator(self.att, se_kind, groups) if needs_se else None
         se = self.calc.se(self.phi) if self.calc is not None else float("nan")
         self.snap = Snapshot(float(metric.value(model, theta)), se)
 

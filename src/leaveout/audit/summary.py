@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln
 
-from .se import SECalculator
+from .se import se_calculator
 
 __all__ = ["FitSummary", "summarize"]
 
@@ -71,6 +71,8 @@ def _num(x):
 
 
 def _loglike(model) -> float:
+    if model.family == "2sls":                   # no likelihood for two-stage least squares
+        return float("nan")
     obj = model.objective_
     s = np.asarray(obj.s, dtype=float)
     z = np.asarray(obj.z(model.theta_), dtype=float)
@@ -106,9 +108,13 @@ def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -
     from ..attribution import Attribution
     if not (0 < alpha < 1):
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    att = model if isinstance(model, Attribution) else Attribution(model)
+    if getattr(model, "family", None) == "2sls":
+        from ..attribution.iv import IVAttribution
+        att = IVAttribution(model)
+    else:
+        att = model if hasattr(model, "model") else Attribution(model)
     m = att.model
-    calc = SECalculator(att, se, cluster)
+    calc = se_calculator(att, se, cluster)
     theta = m.theta_
     bse = np.array([calc.se(e) for e in np.eye(theta.size)])
     ratio = theta / bse
@@ -124,6 +130,8 @@ def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -
     names = list(m.params_.index)
     notes = []
     shown = slice(None)
+    if hasattr(m, "describe_instruments"):
+        notes.append(f"two-stage least squares: {m.describe_instruments()}")
     if hasattr(m, "describe_fixed_effects"):      # the dummies of non-absorbed factors are not shown
         shown = slice(0, m.n_regressors_)
         notes.append(f"fixed effects: {m.describe_fixed_effects()}; their levels are counted in the degrees of "
@@ -137,7 +145,7 @@ def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -
     if m.l2 > 0:
         notes.append(f"l2 = {m.l2:g} > 0: the SEs use the penalised Hessian (a posterior covariance), not "
                      "a ridge estimate's sampling covariance; give l2 = 0 for statsmodels' numbers")
-    if se == "HC1" and not calc.squared and calc.groups is None:
+    if se == "HC1" and not calc.squared and calc.groups is None and m.family != "2sls":
         notes.append("HC1 is n/(n-p) times HC0 here; statsmodels' GLM applies no factor (its HC1 equals HC0)")
     return FitSummary(table, m.family, float(m.l2), m.penalty, weights, se_kind, calc.n, calc.n_rows,
                       _loglike(m), stat, float(df_resid), float(alpha), notes)

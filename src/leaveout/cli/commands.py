@@ -42,9 +42,10 @@ def _metric(prob, name, label):
 
 def _metrics(prob, label=None, coefs=()):
     names = (["test-pred", "test-loss"] if prob.X_test is not None else []) + ["self-loss"]
-    if hasattr(prob.model, "fixed_effects_"):       # only the coefficients of a fixed-effects model
+    if hasattr(prob.model, "fixed_effects_") or prob.model.family == "2sls":     # coefficients only
         if not coefs:
-            raise UserError("a fixed-effects model's effects are on its coefficients: give --coef NAME")
+            kind = "two-stage least squares" if prob.model.family == "2sls" else "a fixed-effects model"
+            raise UserError(f"the effects of {kind} are on its coefficients: give --coef NAME")
         names = []
     names += [f"coef:{c}" for c in coefs or ()]
     return {n: _metric(prob, n, label) for n in names}

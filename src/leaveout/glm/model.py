@@ -196,6 +196,8 @@ class GLM:
 
         Fixed effects after a ``|`` (``"y ~ x1 + x2 | firm + year"``, fixest's syntax) are
         absorbed: the result is a :class:`~leaveout.glm.absorb.FixedEffectsGLM` (unpenalised).
+        Instruments (``"y ~ w | e ~ z1 + z2"``, pyfixest's syntax; family "squared") give a
+        :class:`~leaveout.glm.iv.IV2SLS`.
 
         The formula is encoded by formulaic: ``C(g)`` treatment-coded dummies named like
         ``"C(g)[T.b]"``, ``x1:x2`` interactions, ``np.log(x)`` transforms. The encoding is kept
@@ -229,6 +231,14 @@ class GLM:
         if not is_frame(data):
             raise ValueError("from_formula needs data as a pandas DataFrame")
         check_missing(missing)
+        from ..tables.formula import is_iv_formula
+        if is_iv_formula(formula):
+            from .iv import IV2SLS
+            if family != "squared" or l2 not in (None, 0) or penalty != "fixed" or classes is not None:
+                raise ValueError("instrumental variables ('y ~ w | e ~ z') are two-stage least squares: give "
+                                 "family='squared' (--family squared) and no l2 penalty")
+            return IV2SLS.from_formula(formula, data, sample_weight=sample_weight, missing=missing,
+                                       weight_kind=options.pop("weight_kind", "analytic"))
         if isinstance(formula, str) and "|" in formula:
             FixedEffectsGLM = GLM.fixed_effects_class       # registered by .absorb (no import cycle)
             if l2 not in (None, 0) or penalty != "fixed" or classes is not None:

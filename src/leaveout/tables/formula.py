@@ -20,7 +20,7 @@ import numpy as np
 
 from .frame import missing_rows_error
 
-__all__ = ["FormulaEncoding", "split_fixed_effects"]
+__all__ = ["FormulaEncoding", "split_fixed_effects", "is_iv_formula", "iv_matrices"]
 
 
 def _formulaic():
@@ -146,8 +146,8 @@ def split_fixed_effects(formula: str):
     if len(parts) == 1:
         return formula, []
     if any("~" in p for p in parts[1:]):
-        raise ValueError(f"formula {formula!r}: instrumental variables ('... | endog ~ instruments') are not "
-                         "supported yet; fixed effects are ('y ~ x1 + x2 | fe1 + fe2')")
+        raise ValueError(f"formula {formula!r}: instrumental variables with fixed effects ('y ~ w | fe | e ~ z') "
+                         "are not supported yet; write the fixed effects as C(fe) terms: 'y ~ w + C(fe) | e ~ z'")
     if len(parts) > 2:
         raise ValueError(f"formula {formula!r} has more than one '|'; write 'y ~ x1 + x2 | fe1 + fe2'")
     terms = [t.strip() for t in parts[1].split("+")]
@@ -158,6 +158,52 @@ def split_fixed_effects(formula: str):
     if parts[0].split("~", 1)[1].strip() in ("", "0", "-1"):
         return parts[0].split("~", 1)[0] + "~ 0", terms
     return parts[0], terms
+
+
+def is_iv_formula(formula) -> bool:
+    """``"y ~ w | e ~ z"`` (pyfixest's instrumental-variables syntax)?"""
+    return isinstance(formula, str) and "|" in formula and "~" in formula.split("|")[-1]
+
+
+def iv_matrices(formula: str, data, missing: str = "raise") -> dict:
+    """The pieces of ``"y ~ w1 + w2 | e1 + e2 ~ z1 + z2"``: exogenous, endogenous and
+    instrument matrices, the response and the row ids (rows with a missing value in any of
+    them dropped with ``missing="drop"``, an error otherwise)."""
+    parts = [p.strip() for p in formula.split("|")]
+    if len(parts) == 3:
+        raise ValueError(f"formula {formula!r}: instrumental variables with fixed effects ('y ~ w | fe | e ~ z') "
+                         "are not supported yet; write the fixed effects as C(fe) terms: 'y ~ w + C(fe) | e ~ z'")
+    if len(parts) != 2 or parts[1].count("~") != 1 or "~" not in parts[0]:
+        raise ValueError(f"formula {formula!r}: write instrumental variables as 'y ~ exogenous | endogenous ~ "
+                         "instruments' (e.g. 'lwage ~ exper | educ ~ fatheduc + motheduc')")
+    main, iv = parts
+    endog, instr = (t.strip() for t in iv.split("~"))
+    if not endog or not instr:
+        raise ValueError(f"formula {formula!r}: name the endogenous regressors before '~' and their instruments "
+                         "after it")
+    fl = _formulaic()
+    rhs = main.split("~", 1)[1].strip() or "1"
+    try:
+        every = fl.model_matrix(f"{main.split('~', 1)[0]} ~ {rhs} + {endog} + {instr}", data, na_action="drop")
+    except Exception as exc:
+        raise ValueError(f"formula {formula!r}: {_first_line(exc)}") from None
+    kept = every.rhs.index
+    if len(kept) < len(data.index):
+        if missing != "drop":
+            raise missing_rows_error(data.index[~data.index.isin(kept)])
+        data = data.loc[kept]
+    enc, W, y, ids = FormulaEncoding.learn(main, data, "raise")
+    pieces = {}
+    for key, terms in (("endog", endog), ("instruments", instr)):
+        try:
+            mm = fl.model_matrix(f"0 + {terms}", data, na_action="raise")
+        except Exception as exc:
+            raise ValueError(f"formula {formula!r}: {_first_line(exc)}") from None
+        pieces[key] = (np.asarray(mm.to_numpy(dtype=np.float64)), [str(c) for c in mm.columns])
+    return {"exog": W, "endog": pieces["endog"][0], "instruments": pieces["instruments"][0], "y": y, "ids": ids,
+            "intercept": enc.has_intercept,
+            "names": {"exog": [str(c) for c in enc.feature_names], "endog": pieces["endog"][1],
+                      "instruments": pieces["instruments"][1]}}
 
 
 def _required(spec):
