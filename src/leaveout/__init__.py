@@ -17,11 +17,12 @@ from .attribution import Attribution
 from .audit import AuditResult, audit, summarize
 from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
                          UnreliableEstimateWarning)
-from .glm import GLM, FixedEffectsGLM
+from .glm import GLM, IV2SLS, FixedEffectsGLM
 
 __all__ = [
     "GLM",
     "FixedEffectsGLM",
+    "IV2SLS",
     "Attribution",
     "audit",
     "AuditResult",

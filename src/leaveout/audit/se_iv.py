@@ -35,9 +35,8 @@ class IVSECalculator:
     squared = False                       # z statistics, as linearmodels reports for IV
 
     def __init__(self, att, kind: str = "nonrobust", groups=None, weights=None):
-        from .se import SE_KINDS
-        if kind not in SE_KINDS:
-            raise ValueError(f"se={kind!r} is not supported; choose one of {list(SE_KINDS)}")
+        if kind not in ("nonrobust", "HC0", "HC1"):     # as SE_KINDS of .se (checked there too)
+            raise ValueError(f"se={kind!r} is not supported; choose one of ['nonrobust', 'HC0', 'HC1']")
         if weights not in (None, "analytic"):
             raise ValueError("2SLS standard errors are for analytic weights")
         self.att, self.kind, self.weights, self.frequency = att, kind, "analytic", False
