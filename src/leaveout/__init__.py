@@ -12,7 +12,7 @@ protocol, the only layer that writes files); :mod:`leaveout.datasets`; :mod:`lea
 
 from . import metrics
 from ._version import __version__
-from .adapters import from_sklearn, from_statsmodels
+from .adapters import from_linearmodels, from_pyfixest, from_sklearn, from_statsmodels
 from .attribution import Attribution
 from .audit import AuditResult, audit, summarize
 from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
@@ -30,6 +30,8 @@ __all__ = [
     "metrics",
     "from_sklearn",
     "from_statsmodels",
+    "from_pyfixest",
+    "from_linearmodels",
     "ConvergenceWarning",
     "ConvergenceError",
     "SingularHessianError",

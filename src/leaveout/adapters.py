@@ -1,4 +1,4 @@
-"""Attribution for models fitted with scikit-learn or statsmodels.
+"""Attribution for models fitted with scikit-learn, statsmodels, pyfixest or linearmodels.
 
 Each adapter maps the estimator's objective onto a :class:`~leaveout.GLM` exactly (family,
 penalty convention, strength, intercept), refines the given coefficients to the certified
@@ -15,7 +15,7 @@ import numpy as np
 from .attribution import Attribution
 from .glm import GLM
 
-__all__ = ["from_sklearn", "from_statsmodels"]
+__all__ = ["from_sklearn", "from_statsmodels", "from_pyfixest", "from_linearmodels"]
 
 _SKLEARN_SUPPORTED = ("LogisticRegression (binary or multinomial, L2 or no penalty, solver other than "
                       "liblinear, no class_weight), LinearRegression, Ridge, PoissonRegressor")
@@ -242,3 +242,182 @@ def from_statsmodels(results, tol: float = 1e-9, alpha=None) -> Attribution:
     return _refine(glm, X, y, weights, np.asarray(results.params, dtype=np.float64), 1e-5,
                    f"from_statsmodels({mname})", tol, offset, exact=1e-3 if l2 > 0 else None,
                    converged=_statsmodels_converged(results))
+
+
+_PF_SUPPORTED = "feols (with fixed effects, or instrumental variables without them), fepois, feglm(family='logit')"
+_LM_SUPPORTED = "IV2SLS, PanelOLS (entity and / or time effects)"
+
+
+def _same_params(model, names, values, who, rtol=1e-5):
+    """Refuse a refit whose coefficients differ from the library's (by name)."""
+    ours = model.params_
+    for name, value in zip(names, values):
+        name = str(name)
+        if name not in ours.index:
+            raise ValueError(f"{who}: coefficient {name!r} has no counterpart here (ours: {list(ours.index)[:8]})")
+        scale = max(abs(float(value)), float(np.max(np.abs(np.asarray(values, dtype=float)))) * 1e-3, 1e-12)
+        if abs(float(ours[name]) - float(value)) > rtol * scale:
+            raise ValueError(f"{who}: the refit's coefficient {name!r} is {float(ours[name]):.10g}, the library's "
+                             f"{float(value):.10g}; the model was not reproduced")
+
+
+def _set_se(model, kind, cluster=None, cluster_name=None, note=None):
+    """The SE the library reported, as the default of :func:`leaveout.audit` and
+    :func:`leaveout.summarize` (``se_kind_``, ``cluster_``), and a note where conventions differ."""
+    model.se_kind_ = kind
+    model.cluster_ = None if cluster is None else np.asarray(cluster)
+    model.cluster_name_ = cluster_name
+    model.se_note_ = note
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
+
+
+def _se_gap(model, se, cluster, reported) -> float:
+    """Largest relative difference between our SEs and a library's, by coefficient name."""
+    from .audit.se import se_calculator
+    calc = se_calculator(Attribution(model), se, cluster)
+    names = list(model.params_.index)
+    return max(abs(calc.se(np.eye(len(names))[names.index(str(k))]) / float(v) - 1) for k, v in reported.items())
+
+
+def from_pyfixest(fit, tol: float = 1e-10) -> Attribution:
+    """Attribution for a pyfixest fit (``feols``, ``fepois``, ``feglm(family="logit")``).
+
+    The formula, data, weights and SE type are read from the fit and the model is refitted here
+    (absorbed fixed effects: :class:`~leaveout.FixedEffectsGLM`; instruments:
+    :class:`~leaveout.IV2SLS`); its coefficients must equal pyfixest's (1e-5 relative, the
+    tolerance pyfixest demeans to). The SE becomes the default of :func:`leaveout.audit` and
+    :func:`leaveout.summarize`: ``"iid"`` the classical SE, ``"hetero"`` / ``"HC1"`` HC1 and
+    ``"CRV1"`` with one cluster variable HC1 clustered by it (pyfixest's small-sample factors
+    throughout). pyfixest is not imported here; the fit's formula and data are.
+    """
+    method = getattr(fit, "_method", None)
+    fml, data = getattr(fit, "_fml", None), getattr(fit, "_data", None)
+    if method is None or fml is None or data is None or not hasattr(fit, "coef"):
+        raise ValueError(f"from_pyfixest: expected a pyfixest fit; supported: {_PF_SUPPORTED}")
+    family = {"feols": "squared", "fepois": "poisson", "feglm-logit": "logistic"}.get(method)
+    if family is None:
+        raise ValueError(f"from_pyfixest: {method} is not supported; supported: {_PF_SUPPORTED}")
+    weights = getattr(fit, "_weights_name", None) if getattr(fit, "_has_weights", False) else None
+    kind = {"aweights": "analytic", "fweights": "frequency"}.get(getattr(fit, "_weights_type", "aweights"), "analytic")
+    who = f"from_pyfixest({method})"
+    extra = {"tol": tol} if getattr(fit, "_has_fixef", False) else {}
+    model = GLM.from_formula(fml, data, family=family, l2=0, sample_weight=weights, missing="drop",
+                             weight_kind=kind, **extra)
+    coef = fit.coef()
+    _same_params(model, list(coef.index), list(coef.to_numpy()), who)
+    detail = str(getattr(fit, "_vcov_type_detail", "iid"))
+    clusters = list(getattr(fit, "_clustervar", None) or [])
+    note = None
+    if detail == "iid":
+        se = "nonrobust"
+        if family != "squared":
+            note = (f"{who}: pyfixest's iid SE of a {family} model carries (n - 1)/(n - k); leaveout's classical "
+                    "SE (statsmodels') does not")
+    elif detail in ("hetero", "HC1"):
+        se = "HC1"
+    elif detail == "CRV1" and len(clusters) == 1:
+        se = "HC1"
+    else:
+        se = "nonrobust"
+        note = (f"{who}: pyfixest's vcov {detail!r} has no twin here; audits default to the classical SE "
+                "(give se= and cluster= to choose)")
+    cluster = None
+    if detail == "CRV1" and len(clusters) == 1:
+        cluster = data.loc[model.row_ids_, clusters[0]].to_numpy()
+    _set_se(model, se, cluster, clusters[0] if cluster is not None else None, note)
+    return Attribution(model)
+
+
+def from_linearmodels(results, cluster=None) -> Attribution:
+    """Attribution for a linearmodels ``IV2SLS`` or ``PanelOLS`` result.
+
+    IV2SLS becomes :class:`~leaveout.IV2SLS` (its exogenous constant the intercept); PanelOLS
+    with entity and / or time effects a :class:`~leaveout.FixedEffectsGLM` whose factors are
+    the index levels (``"entity"``, ``"time"``). Coefficients must equal linearmodels'. The SE
+    type becomes the default of :func:`leaveout.audit`: unadjusted the classical SE, robust HC1
+    (HC0 for an IV fitted with ``debiased=False``), clustered HC1 (HC0 likewise) with the
+    cluster labels of the IV fit, or ``cluster=`` (PanelOLS keeps none). A one-line warning
+    says where linearmodels' small-sample convention differs from the one used here.
+    """
+    model = getattr(results, "model", None)
+    name = type(model).__name__
+    who = f"from_linearmodels({name})"
+    if name == "IV2SLS":
+        from .glm.iv import IV2SLS
+        y = model.dependent.pandas
+        exog, endog, instr = model.exog.pandas, model.endog.pandas, model.instruments.pandas
+        const = [c for c in exog.columns if np.all(exog[c].to_numpy() == 1.0)]
+        w = np.asarray(model.weights.ndarray, dtype=np.float64).ravel()
+        m = IV2SLS(fit_intercept=bool(const))
+        keep = [c for c in exog.columns if c not in const]
+        m.fit(exog[keep].to_numpy(), endog.to_numpy(), instr.to_numpy(), y.to_numpy().ravel(),
+              None if np.all(w == 1) else w,
+              names={"exog": [str(c) for c in keep], "endog": [str(c) for c in endog.columns],
+                     "instruments": [str(c) for c in instr.columns]})
+        m.row_ids_ = np.asarray(y.index)
+        params = results.params.rename({c: "Intercept" for c in const})
+        _same_params(m, list(params.index), list(params.to_numpy()), who, rtol=1e-8)
+        cov = str(results.cov_type).lower()
+        debiased = bool(results.cov_config.get("debiased", False))
+        note = None
+        if cov in ("unadjusted", "homoskedastic"):
+            se = "nonrobust"
+            if not debiased:
+                note = f"{who}: linearmodels' unadjusted SE (debiased=False) divides by n; leaveout's by n - p"
+        elif cov in ("robust", "heteroskedastic", "clustered"):
+            se = "HC1" if debiased else "HC0"
+            if cov == "clustered":
+                cluster = results.cov_config.get("clusters") if cluster is None else cluster
+                if debiased is False:
+                    note = (f"{who}: linearmodels' clustered SE (debiased=False) has a G/(G-1) factor; leaveout's "
+                            "cluster HC0 has none")
+        else:
+            se, note = "nonrobust", f"{who}: cov_type {cov!r} has no twin here; audits default to the classical SE"
+        _set_se(m, se, None if cluster is None else np.asarray(cluster).ravel(), "cluster" if cluster is not None else None,
+                note)
+        return Attribution(m)
+    if name == "PanelOLS":
+        from .glm.absorb import FixedEffectsGLM
+        if getattr(model, "other_effects", False):
+            raise ValueError(f"{who}: other_effects are not supported; entity and time effects are")
+        y = model.dependent.dataframe
+        X = model.exog.dataframe
+        index = y.index
+        factors = {}
+        if model.entity_effects:
+            factors["entity"] = np.asarray(index.get_level_values(0))
+        if model.time_effects:
+            factors["time"] = np.asarray(index.get_level_values(1))
+        w = np.asarray(model.weights.values2d, dtype=np.float64).ravel()
+        if not factors:
+            raise ValueError(f"{who}: a PanelOLS without entity or time effects is a plain OLS; use "
+                             "from_statsmodels or GLM.from_formula")
+        const = [c for c in X.columns if np.all(X[c].to_numpy() == 1.0)]
+        keep = [c for c in X.columns if c not in const]
+        m = FixedEffectsGLM("squared").fit(X[keep].to_numpy(), y.to_numpy().ravel(), factors,
+                                           None if np.all(w == 1) else w, names=[str(c) for c in keep])
+        m.row_ids_ = np.asarray(index)
+        params = results.params.drop(index=const)
+        _same_params(m, list(params.index), list(params.to_numpy()), who)
+        cov = str(getattr(results, "_cov_type", "unadjusted")).lower()
+        note = None
+        if cov == "unadjusted":
+            se = "nonrobust"
+        elif cov == "robust":
+            se = "HC1"
+        elif cov == "clustered":
+            se = "HC1"
+            if cluster is None:
+                note = (f"{who}: linearmodels keeps no cluster labels; pass cluster= (e.g. the entity level) for the "
+                        "clustered SE; audits default to HC1 without clusters")
+            else:
+                gap = _se_gap(m, se, cluster, results.std_errors.drop(index=const))
+                note = (f"{who}: linearmodels' clustered SE has its own small-sample factor; leaveout's is pyfixest's "
+                        f"CRV1 (effects nested in the clusters not counted): the SEs differ by {gap:.2%} here")
+        else:
+            se, note = "nonrobust", f"{who}: cov_type {cov!r} has no twin here; audits default to the classical SE"
+        _set_se(m, se, cluster, "cluster" if cluster is not None else None, note)
+        return Attribution(m)
+    raise ValueError(f"from_linearmodels: expected an IV2SLS or PanelOLS result; supported: {_LM_SUPPORTED}")
+

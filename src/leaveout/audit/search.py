@@ -282,7 +282,7 @@ class _Search:
         return rows, fit, True
 
 
-def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=None, method: str = "adaptive",
+def audit(att, quantity, target: str = "sign", se: str | None = None, cluster=None, method: str = "adaptive",
           alpha: float = 0.05, value: float = 0.0, max_fraction: float = 0.1, time_limit=None,
           progress: bool = False, certify: bool = False, certify_method: str = "auto") -> AuditResult:
     """The fewest rows whose removal changes a conclusion about ``quantity``, verified by refits.
@@ -297,8 +297,10 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
         for ``target="flip"`` the logit of one test row (:class:`~leaveout.metrics.Logit`).
     target : {"sign", "significance", "opposite", "flip"}
         See :mod:`leaveout.audit.targets`. Significance targets need a linear quantity.
-    se : {"nonrobust", "HC0", "HC1"}
-        Standard error for significance targets (:mod:`leaveout.audit.se`).
+    se : {"nonrobust", "HC0", "HC1"}, optional
+        Standard error for significance targets (:mod:`leaveout.audit.se`). Default: the one
+        the model was reported with when it came through :func:`~leaveout.from_pyfixest` or
+        :func:`~leaveout.from_linearmodels` (with its clusters), else "nonrobust".
     cluster : array-like of shape (n_samples,), optional
         Cluster labels for a cluster-robust SE.
     method : {"adaptive", "one-shot", "rif"}
@@ -333,6 +335,10 @@ def audit(att, quantity, target: str = "sign", se: str = "nonrobust", cluster=No
     if not (isinstance(max_fraction, (int, float)) and 0 < max_fraction <= 1):
         raise ValueError(f"max_fraction must be a number in (0, 1], got {max_fraction}")
     model = att.model
+    if se is None:                                 # the SE the model was reported with, if any
+        se = getattr(model, "se_kind_", "nonrobust")
+        if cluster is None:
+            cluster = getattr(model, "cluster_", None)
     n_rows = int(np.count_nonzero(np.asarray(model.objective_.s) > 0))
     max_rows = max(1, int(math.floor(max_fraction * n_rows)))
     deadline = time.monotonic() + (float(time_limit) if time_limit is not None else float("inf"))

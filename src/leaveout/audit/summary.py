@@ -90,15 +90,16 @@ def _loglike(model) -> float:
     return float(-(s @ obj.loss.value(y, z)))
 
 
-def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -> FitSummary:
+def summarize(model, se: str | None = None, cluster=None, alpha: float = 0.05) -> FitSummary:
     """The coefficient table of a fitted single-response GLM (or its Attribution).
 
     Parameters
     ----------
     model : GLM or Attribution
-    se : {"nonrobust", "HC0", "HC1"}
+    se : {"nonrobust", "HC0", "HC1"}, optional
         Standard errors as in :mod:`leaveout.audit.se` (the model's ``weight_kind`` says what
-        its sample weights mean).
+        its sample weights mean). Default: the SE (and clusters) of a model brought by
+        :func:`~leaveout.from_pyfixest` or :func:`~leaveout.from_linearmodels`, else "nonrobust".
     cluster : array-like of shape (n_samples,), optional
         Cluster labels: cluster-robust SEs.
     alpha : float
@@ -114,6 +115,10 @@ def summarize(model, se: str = "nonrobust", cluster=None, alpha: float = 0.05) -
     else:
         att = model if hasattr(model, "model") else Attribution(model)
     m = att.model
+    if se is None:
+        se = getattr(m, "se_kind_", "nonrobust")
+        if cluster is None:
+            cluster = getattr(m, "cluster_", None)
     calc = se_calculator(att, se, cluster)
     theta = m.theta_
     bse = np.array([calc.se(e) for e in np.eye(theta.size)])
