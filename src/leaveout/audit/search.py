@@ -244,13 +244,23 @@ class _Search:
 
     def _needed(self, rows, fit):
         """Per row of the removed set, whether putting it back is predicted to undo the target:
-        its return to the fit ``fit`` (one Sherman-Morrison step: exact for the coefficients of
-        least squares, the absorbed fixed effect's part of the leverage included) moves the
-        signal back across zero by more than twice the slack, the SE held fixed. Only for the
-        single-response GLM families (all False otherwise)."""
+        its return (:meth:`returns`) moves the signal back across zero by more than twice the
+        slack, the SE held fixed. Only for the single-response GLM families (all False otherwise)."""
+        change = self.returns(rows, fit)
+        if change is None:
+            return [False] * len(rows)
+        signal, _ = self.target.end(fit.snap)
+        back = -np.sign(signal) * change                 # towards undoing the target when positive
+        return (back > 2.0 * abs(signal)).tolist()
+
+    def returns(self, rows, fit):
+        """Predicted change of the quantity when each removed row alone is put back into the
+        fit ``fit``: one Sherman-Morrison step, ``-phi^T H^{-1} g_i / (1 + h_i)``, exact for the
+        coefficients of least squares (the absorbed fixed effect's part ``w_i / W_g`` of the
+        leverage included); None for the families it does not cover."""
         model = fit.model
         if getattr(model, "family", None) not in ("squared", "logistic", "poisson") or not fit.att.design.local:
-            return [False] * len(rows)
+            return None
         est = fit.att.estimators
         idx = np.asarray(rows, dtype=np.int64)
         order = np.argsort(idx)
@@ -268,11 +278,9 @@ class _Search:
                 h = h + np.where(W > 0, w / np.where(W > 0, W, 1.0), np.inf)
         with np.errstate(invalid="ignore"):
             change = np.where(np.isfinite(h), -(fit.phi @ Q) * r / (1.0 + h), 0.0)     # back in: -removal
-        signal, _ = self.target.end(fit.snap)
-        back = -np.sign(signal) * change                 # towards undoing the target when positive
-        out = np.empty(idx.size, dtype=bool)
-        out[order] = back > 2.0 * abs(signal)
-        return out.tolist()
+        out = np.empty(idx.size)
+        out[order] = change
+        return out
 
     def _alive(self):
         return np.flatnonzero(np.asarray(self.base.model.objective_.s) > 0)
