@@ -141,6 +141,9 @@ def summarize(model, se: str | None = None, cluster=None, alpha: float = 0.05) -
         shown = slice(0, m.n_regressors_)
         notes.append(f"fixed effects: {m.describe_fixed_effects()}; their levels are counted in the degrees of "
                      "freedom and not shown")
+        if m.n_singletons_:
+            notes.append(f"{m.n_singletons_} rows are alone in their group of {m.fixed_effects_.absorbed!r} "
+                         "(leverage 1): they fix their group's effect and move no coefficient")
     table = pd.DataFrame({"coef": theta, "std err": bse, stat: ratio, f"P>|{stat}|": pvalues,
                           f"[{alpha / 2:g}": theta - crit * bse, f"{1 - alpha / 2:g}]": theta + crit * bse},
                          index=names).iloc[shown]
