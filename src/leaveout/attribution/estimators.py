@@ -314,6 +314,26 @@ class GLMEstimators:
         out = self.by_share(part)
         return out if bad is None or not bad.any() else np.where(bad, np.nan, out)
 
+    def return_scores(self, phi, rows, s0):
+        """``<phi, Delta theta>`` when each row of ``rows`` (weight 0 in this fit) comes back
+        with its weight ``s0[i]``: one Sherman-Morrison step,
+        ``-phi^T H^{-1} g_i / (1 + w_i x_i^T H^{-1} x_i)``, exact for least squares under the
+        "fixed" penalty (the refit adds the row's term to H)."""
+        srt = np.sort(np.asarray(rows))
+        obj = self.objective
+        X = np.asarray(self.design.dense_rows(srt))
+        y, z = np.asarray(obj.y, dtype=np.float64)[srt], np.asarray(self.z, dtype=np.float64)[srt]
+        r, w = s0[srt] * obj.loss.derivative(y, z), s0[srt] * obj.loss.curvature(y, z)
+        Q = np.asarray(self.curvature.solve(X.T)).reshape(X.shape[1], -1)
+        h = w * np.einsum("ij,ji->i", X, Q) + self._returning_leverage(srt, w)
+        with np.errstate(invalid="ignore"):
+            out = np.where(np.isfinite(h), -(phi @ Q) * r / (1.0 + h), 0.0)
+        return out[np.searchsorted(srt, np.asarray(rows))]
+
+    def _returning_leverage(self, idx, w):
+        """What else a returning row adds to its leverage (nothing for a plain GLM)."""
+        return 0.0
+
     # ------------------------------------------------------------ refits
     def check_weights_left(self, s):
         """Refuse a refit whose remaining rows cannot determine the model."""
@@ -351,6 +371,7 @@ class AbsorbedEstimators(GLMEstimators):
         super().__init__(model, "primal")
         self.absorbed = model.absorbed_
         self.absorbed_leverage = np.asarray(model.absorbed_leverage_, dtype=np.float64)
+        self.model_weights = model.absorbed_weights_
 
     @property
     def leverage(self) -> np.ndarray:
@@ -369,6 +390,13 @@ class AbsorbedEstimators(GLMEstimators):
 
     def ns_system(self, T, cache: bool = True):
         raise ValueError("the Newton system of a fixed-effects model is not exposed; use delta(T, 'ns')")
+
+    def _returning_leverage(self, idx, w):
+        # the group's part, w_i / W_g with W_g the group's weight in this fit; a row returning to
+        # an emptied group recreates it and moves nothing (infinite leverage: change 0)
+        W = self.absorbed.totals(np.asarray(self.model_weights))[self.absorbed.codes[idx]]
+        with np.errstate(divide="ignore"):
+            return np.where(W > 0, w / np.where(W > 0, W, 1.0), np.inf)
 
     def ns_delta(self, T):
         """NS: the coefficient part of ``H_{-T}^{-1} sum_{i in T} g_i`` in the full model.

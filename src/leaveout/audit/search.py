@@ -261,26 +261,8 @@ class _Search:
         model = fit.model
         if getattr(model, "family", None) not in ("squared", "logistic", "poisson") or not fit.att.design.local:
             return None
-        est = fit.att.estimators
-        idx = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(idx)
-        srt = idx[order]
-        obj = est.objective
-        X = np.asarray(est.design.dense_rows(srt))
-        s0 = np.asarray(self.base.model.objective_.s, dtype=np.float64)[srt]
-        y, z = np.asarray(obj.y, dtype=np.float64)[srt], np.asarray(est.z, dtype=np.float64)[srt]
-        r, w = s0 * obj.loss.derivative(y, z), s0 * obj.loss.curvature(y, z)
-        Q = np.asarray(est.curvature.solve(X.T)).reshape(X.shape[1], -1)
-        h = w * np.einsum("ij,ji->i", X, Q)
-        if getattr(model, "absorbed_", None) is not None:
-            W = model.absorbed_.totals(np.asarray(model.absorbed_weights_))[model.absorbed_.codes[srt]]
-            with np.errstate(divide="ignore"):
-                h = h + np.where(W > 0, w / np.where(W > 0, W, 1.0), np.inf)
-        with np.errstate(invalid="ignore"):
-            change = np.where(np.isfinite(h), -(fit.phi @ Q) * r / (1.0 + h), 0.0)     # back in: -removal
-        out = np.empty(idx.size)
-        out[order] = change
-        return out
+        s0 = np.asarray(self.base.model.objective_.s, dtype=np.float64)
+        return fit.att.estimators.return_scores(fit.phi, np.asarray(rows, dtype=np.int64), s0)
 
     def _alive(self):
         return np.flatnonzero(np.asarray(self.base.model.objective_.s) > 0)
