@@ -1,0 +1,127 @@
+"""Every field of the exact methods' answers (bound, witness, label, optimality, status)
+against brute force over all subsets: what a certificate reports is what it proved."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from leaveout.audit import exact
+from leaveout.audit.bounds import triangle_bounds
+from leaveout.audit.ols import OLSProblem
+
+
+def _slope(x, y, s, keep, intercept=True):
+    X = np.column_stack([x[keep], np.ones(len(keep))]) if intercept else x[keep][:, None]
+    w = np.sqrt(s[keep])
+    if len(keep) <= X.shape[1] or np.linalg.matrix_rank(X * w[:, None]) < X.shape[1]:
+        return None
+    return np.linalg.lstsq(X * w[:, None], y[keep] * w, rcond=None)[0][0]
+
+
+def _minimum(x, y, s, intercept=True, kmax=None):
+    n = x.size
+    b0 = _slope(x, y, s, np.arange(n), intercept)
+    for k in range(1, (kmax or n - 1) + 1):
+        for T in itertools.combinations(range(n), k):
+            b = _slope(x, y, s, np.setdiff1d(np.arange(n), T), intercept)
+            if b is not None and np.sign(b) != np.sign(b0):
+                return k
+    return None
+
+
+def _flips(x, y, s, T, intercept=True):
+    n = x.size
+    return np.sign(_slope(x, y, s, np.setdiff1d(np.arange(n), T), intercept)) != np.sign(
+        _slope(x, y, s, np.arange(n), intercept))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_binary_regressor_answer_in_full(seed):
+    rng = np.random.default_rng(seed)
+    x = np.repeat([0.0, 1.0], [6, 5])
+    y = 0.5 * x + rng.normal(size=x.size)
+    y = y if y[x == 1].mean() > y[x == 0].mean() else -y        # a positive slope to flip
+    s = np.ones(x.size)
+    r = exact.binary_regressor(x, y, s)
+    assert (r.lower, r.optimal, r.method, r.status) == (_minimum(x, y, s), True, "exact (binary regressor)", "")
+    assert len(r.witness) == r.lower and _flips(x, y, s, r.witness)
+
+
+def test_binary_regressor_when_no_flip_keeps_both_groups_and_when_it_does_not_apply():
+    x = np.repeat([0.0, 1.0], [4, 3])
+    y = np.r_[np.arange(4.0), 10 + np.arange(3.0)]           # every high y above every low one
+    r = exact.binary_regressor(x, y, np.ones(7))
+    assert (r.lower, r.witness, r.optimal, r.status) == (6, None, False, "no flip keeps both groups")
+    assert r.method == "exact (binary regressor)"
+    assert _minimum(x, y, np.ones(7)) is None                   # brute force: no subset flips it
+    assert exact.binary_regressor(x, y, np.r_[np.ones(6), 2.0]) is None        # uneven weights
+    assert exact.binary_regressor(np.arange(7.0), y, np.ones(7)) is None        # not two-valued
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_no_intercept_answer_in_full(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=9)
+    y = 0.3 * x + rng.normal(size=9)
+    y = y if x @ y > 0 else -y
+    s = rng.uniform(0.5, 2, 9)
+    r = exact.no_intercept(x, y, s)
+    truth = _minimum(x, y, s, intercept=False)
+    if truth is None:
+        assert (r.lower, r.witness, r.optimal) == (9, None, False)
+    else:
+        assert (r.lower, r.optimal, r.method) == (truth, True, "exact (no intercept)")
+        assert len(r.witness) == truth and _flips(x, y, s, r.witness, intercept=False)
+    x, y = np.abs(x) + 0.1, np.abs(y) + 0.1                    # every term positive: nothing flips
+    r = exact.no_intercept(x, y, s)
+    assert (r.lower, r.witness, r.optimal, r.method) == (9, None, False, "exact (no intercept)")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pairs_mip_answer_in_full(seed):
+    rng = np.random.default_rng(seed + 10)
+    n = 10
+    x = rng.normal(size=n)
+    y = 0.6 * x + rng.normal(size=n)
+    y = y if np.polyfit(x, y, 1)[0] > 0 else -y
+    s = rng.uniform(0.5, 2, n)
+    truth = _minimum(x, y, s)
+    r = exact.pairs_mip(x, y, s, K=n - 3)
+    assert (r.lower, r.optimal, r.method, r.status) == (truth, True, "exact (pairs MIP, HiGHS)", "optimal")
+    assert len(r.witness) == truth and _flips(x, y, s, r.witness)
+    if truth > 1:                                              # below the minimum: proven infeasible
+        r = exact.pairs_mip(x, y, s, K=truth - 1)
+        assert (r.lower, r.witness, r.optimal, r.status) == (truth, None, False, "infeasible")
+    assert exact.pairs_mip(x, y, s, K=n - 3, max_pairs=5) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bigm_mip_answer_in_full(seed):
+    rng = np.random.default_rng(seed + 20)
+    n, K = 16, 3
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n), np.ones(n)])
+    y = X @ [0.3, 0.2, 0.0] + rng.normal(size=n)
+    P = OLSProblem(X, y, np.array([1.0, 0.0, 0.0]))
+
+    def beta0(keep):
+        return np.linalg.lstsq(X[keep], y[keep], rcond=None)[0][0]
+
+    b0 = beta0(np.arange(n))
+    truth = None
+    for k in range(1, K + 1):
+        if any(np.linalg.matrix_rank(X[np.setdiff1d(np.arange(n), T)]) == 3
+               and np.sign(beta0(np.setdiff1d(np.arange(n), T))) != np.sign(b0)
+               for T in itertools.combinations(range(n), k)):
+            truth = k
+            break
+    gamma = triangle_bounds(P, K).gamma(K)
+    assert np.isfinite(gamma)
+    r = exact.bigm_mip(P, K, gamma)
+    assert r.method == "exact (MIP, HiGHS, d=3)"
+    if truth is None:
+        assert (r.lower, r.witness, r.optimal, r.status) == (K + 1, None, False, "infeasible")
+    else:
+        assert (r.lower, r.optimal, r.status) == (truth, True, "optimal")
+        assert np.sign(beta0(np.setdiff1d(np.arange(n), r.witness))) != np.sign(b0)
+    assert exact.bigm_mip(P, K, np.inf) is None
