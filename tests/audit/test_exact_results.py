@@ -125,3 +125,53 @@ def test_bigm_mip_answer_in_full(seed):
         assert (r.lower, r.optimal, r.status) == (truth, True, "optimal")
         assert np.sign(beta0(np.setdiff1d(np.arange(n), r.witness))) != np.sign(b0)
     assert exact.bigm_mip(P, K, np.inf) is None
+
+
+def _certify(x, y, method, upper=None, intercept=True, weights=None):
+    import leaveout as lo
+    from leaveout.audit.certify import certify
+    from leaveout.audit.targets import Snapshot, Target
+    from leaveout.metrics import Coefficient
+    m = lo.GLM("squared", l2=0, fit_intercept=intercept).fit(x[:, None], y, sample_weight=weights)
+    target = Target("sign", Snapshot(float(m.theta_[0])))
+    return certify(lo.Attribution(m), Coefficient(0), target, upper=upper, method=method)
+
+
+def test_certify_routes_and_reports_each_method_in_full():
+    """What certify() returns for a simple regression under each method: the closed form
+    (auto), the triangle bounds alone (bound), the pairs MIP (exact): label, bound,
+    optimality, witness and note, each bound below or at the brute-force minimum."""
+    rng = np.random.default_rng(3)
+    # a two-valued regressor: auto gives the closed form, with its witness
+    x = np.repeat([0.0, 1.0], [7, 6])
+    y = 0.8 * x + rng.normal(size=13)
+    y = y if y[x == 1].mean() > y[x == 0].mean() else -y
+    truth = _minimum(x, y, np.ones(13))
+    c = _certify(x, y, "auto")
+    assert (c.lower, c.method, c.optimal, c.note) == (truth, "exact (binary regressor)", True, None)
+    assert _flips(x, y, np.ones(13), c.witness)
+    b = _certify(x, y, "bound")
+    assert b.method == "rubinstein-hopkins (triangle bounds)" and b.witness is None and not b.optimal
+    assert 1 <= b.lower <= truth and b.details["k"] == min(b.lower, b.details["k"]) and "lambda" in b.details
+    # separated groups: the closed form says so in its note
+    ys = np.r_[np.arange(7.0), 20 + np.arange(6.0)]
+    c = _certify(x, ys, "auto")
+    assert (c.lower, c.optimal, c.witness, c.note) == (12, False, None, "no flip keeps both groups")
+    # a continuous regressor: exact runs the pairs MIP; auto stops at the bound when it passes K
+    xc = rng.normal(size=12)
+    yc = 0.5 * xc + rng.normal(size=12)
+    yc = yc if np.polyfit(xc, yc, 1)[0] > 0 else -yc
+    truth = _minimum(xc, yc, np.ones(12))
+    c = _certify(xc, yc, "exact")
+    assert (c.lower, c.method, c.optimal) == (truth, "exact (pairs MIP, HiGHS)", True)
+    assert _flips(xc, yc, np.ones(12), c.witness) and c.details["k"] >= 1
+    # given the found count as the upper end (K = truth - 1), auto proves nothing smaller exists:
+    # the bound passes K, or the MIP finds no set of at most K rows
+    a = _certify(xc, yc, "auto", upper=truth)
+    assert a.lower == truth and a.method in ("rubinstein-hopkins (triangle bounds)", "exact (pairs MIP, HiGHS)")
+    # without an intercept the closed form answers, weights included
+    w = rng.uniform(0.5, 2, 12)
+    truth = _minimum(xc, yc, w, intercept=False)
+    c = _certify(xc, yc, "auto", intercept=False, weights=w)
+    assert c.method == "exact (no intercept)"
+    assert c.lower == (truth if truth is not None else 12)
