@@ -150,8 +150,6 @@ def test_iv_errors_name_what_to_change(fitted):
         IV2SLS().fit(df[["w"]], df[["e", "z2"]], df[["z1"]], df.y)
     with pytest.raises(ValueError, match="family='squared'"):
         lo.GLM.from_formula(FORMULA, df, family="logistic")
-    with pytest.raises(ValueError, match="not supported yet"):
-        lo.GLM.from_formula("y ~ w | g | e ~ z1", df, family="squared")
     with pytest.raises(lo.SingularHessianError, match="collinear"):
         lo.GLM.from_formula("y ~ w | e ~ z1 + w", df, family="squared")
     att = lo.Attribution(lo.GLM.from_formula(FORMULA, df, family="squared"))
@@ -176,3 +174,68 @@ def test_iv_on_the_command_line(fitted, tmp_path, capsys):
     assert out["refit"]["value"] == pytest.approx(refit[1], rel=1e-9)
     assert main(["fit", str(path), "--formula", FORMULA, "--family", "squared"]) == 0
     assert "e instrumented by z1, z2" in capsys.readouterr().out
+
+
+def _fe_frame(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"g": rng.integers(0, 20, n), "h": rng.integers(0, 3, n), "w": rng.normal(size=n),
+                       "z1": rng.normal(size=n), "z2": rng.normal(size=n), "s": rng.uniform(0.5, 2, n),
+                       "c": rng.integers(0, 25, n)})
+    a = np.sin(df.g)
+    df["e"] = 0.8 * df.z1 + 0.4 * df.z2 + a + rng.normal(size=n)
+    df["y"] = 0.5 * df.e - 0.3 * df.w + a + 0.2 * df.h + rng.normal(size=n)
+    return df
+
+
+def _two_sls_dummies(df):
+    """Textbook 2SLS with a dummy per level of g and h (first of h dropped) in both stages:
+    the coefficient of e."""
+    D = (df.g.to_numpy()[:, None] == np.unique(df.g)[None, :]).astype(float)
+    H = (df.h.to_numpy()[:, None] == np.unique(df.h)[None, 1:]).astype(float)
+    X = np.column_stack([df.w, df.e, H, D])
+    Z = np.column_stack([df.w, df.z1, df.z2, H, D])
+    s = df.s.to_numpy()
+    Xhat = Z @ np.linalg.lstsq(Z * np.sqrt(s)[:, None], X * np.sqrt(s)[:, None], rcond=None)[0]
+    return np.linalg.lstsq(Xhat * np.sqrt(s)[:, None], df.y.to_numpy() * np.sqrt(s), rcond=None)[0][1]
+
+
+def test_iv_with_fixed_effects_against_dummies_and_refits():
+    """'y ~ w | g + h | e ~ z1 + z2': the coefficient equals 2SLS with dummies; RIF is the
+    exact one-row change (the group's means move), NS and retrain the exact refit."""
+    df = _fe_frame()
+    f = "y ~ w | g + h | e ~ z1 + z2"
+    m = lo.GLM.from_formula(f, df, family="squared", sample_weight="s")
+    att = lo.Attribution(m)
+    j = list(m.params_.index).index("e")
+    assert m.theta_[j] == pytest.approx(_two_sls_dummies(df), rel=1e-10)
+    R = att.rescaled_influence()
+    for i in (0, 5, 17):
+        assert R[i, j] == pytest.approx(_two_sls_dummies(df.drop(index=[i])) - m.theta_[j], abs=1e-12)
+    T = [1, 2, 3, 40, 41]
+    truth = _two_sls_dummies(df.drop(index=T)) - m.theta_[j]
+    for method in ("ns", "retrain"):
+        assert att.delta(T, method)[j] == pytest.approx(truth, abs=1e-12)
+    single = df.copy()
+    single.loc[7, "g"] = 99                                  # row 7 alone in its group
+    a2 = lo.Attribution(lo.GLM.from_formula(f, single, family="squared", sample_weight="s"))
+    assert a2.model.n_singletons_ == 1 and a2.rescaled_influence()[7, j] == 0.0
+    assert a2.delta([7], "retrain")[j] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_iv_with_fixed_effects_equals_pyfixest():
+    pf = pytest.importorskip("pyfixest")
+    import warnings
+    df = _fe_frame(n=300, seed=1)
+    f = "y ~ w | g + h | e ~ z1 + z2"
+    m = lo.GLM.from_formula(f, df, family="squared", sample_weight="s")
+    att = lo.Attribution(m)
+    names = list(m.params_.index)
+    for vcov, kind, groups in [("iid", "nonrobust", None), ("hetero", "HC1", None),
+                               ({"CRV1": "c"}, "HC1", df.c.to_numpy()), ({"CRV1": "g"}, "HC1", df.g.to_numpy())]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = pf.feols(f, data=df, vcov=vcov, weights="s", fixef_tol=1e-13)
+        idx = [names.index(k) for k in r.coef().index]
+        np.testing.assert_allclose(m.theta_[idx], r.coef().to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose([standard_error(att, np.eye(len(names))[k], kind, groups) for k in idx],
+                                   r.se().to_numpy(), rtol=1e-7)

@@ -17,6 +17,13 @@ the instruments ``e^_i = z_i^T A^{-1} Z^T S e`` (zero when just identified).
   downdated by the rows of T (``O(|T| q^2 + q^3)``).
 * **retrain**: both stages refitted on the kept rows (``O(n q^2)``), the slow twin of NS.
 
+With absorbed fixed effects (``y ~ w | fe | e ~ z``) every variable is demeaned within the
+groups first (Frisch-Waugh-Lovell holds for 2SLS when the fixed effects are in both stages).
+Removing row i alone moves its group's means. With ``z~`` demeaned and ``S_g`` the group's
+weight, the sums lose exactly ``s_i S_g / (S_g - s_i) z~_i z~_i^T``. This is the demeaned row
+removed with the weight ``s_i / (1 - s_i / S_g)``, which RIF uses; a singleton moves nothing.
+NS with fixed effects is the refit (the means of every touched group move).
+
 As for a GLM's RIF, a row whose removal alone leaves the first stage or ``M`` singular gets an
 infinite (or, in an audit, NaN) score.
 """
@@ -56,6 +63,15 @@ class IVAttribution:
         self.ehat = Z @ np.linalg.solve(P.LA.T, np.linalg.solve(P.LA, Z.T @ (s * self.e)))
         self.M = P.M
         self.Minv = np.linalg.inv(P.M)
+        # with absorbed fixed effects, removing row i alone moves its group's means, which is the
+        # same as removing the demeaned row with the weight s_i / (1 - s_i / S_g) (module docstring)
+        self.fixed = getattr(model, "absorbed_", None) is not None
+        self.singleton = np.zeros(s.size, dtype=bool)
+        self.s_out = s
+        if self.fixed:
+            S = model.absorbed_.totals(s)[model.absorbed_.codes]
+            self.singleton = (s > 0) & (S <= s * (1 + 1e-12))
+            self.s_out = np.where(self.singleton, 0.0, s / np.where(self.singleton, 1.0, 1.0 - s / np.where(S > 0, S, 1.0)))
         self.estimators = self          # the audit reads rif_scores here, as on a GLM's Attribution
 
     @property
@@ -88,7 +104,8 @@ class IVAttribution:
 
     def rescaled_influence(self, on_singular: str = "raise") -> np.ndarray:
         """RIF rows: the exact change when each row alone is removed, shape (n_samples, n_params)."""
-        s, h = self.s, self.s * self.h0
+        s = self.s_out
+        h = s * self.h0
         bad = (h >= _ONE) & (s > 0)
         k = np.where(bad, 0.0, s / np.where(bad, 1.0, 1.0 - h))
         Xh, V, X, e, eh = self.Xhat, self.V, self.X, self.e, self.ehat
@@ -103,7 +120,7 @@ class IVAttribution:
         idx = np.flatnonzero(ok)[det_ok]
         if idx.size:
             out[idx] = np.linalg.solve(Mi[idx], rhs[idx][..., None])[..., 0]
-        out[s == 0] = 0.0
+        out[(self.s == 0) | self.singleton] = 0.0        # a singleton fixes its own level: moves nothing
         bad_rows = np.isnan(out).any(axis=1)
         if bad_rows.any() and on_singular == "raise":
             from ..exceptions import LeverageError
@@ -144,7 +161,7 @@ class IVAttribution:
             return self.influence()[T].sum(axis=0)
         if method == "rif":
             return self.rescaled_influence()[T].sum(axis=0)
-        if method == "ns":
+        if method == "ns" and not self.fixed:
             P, s = self.model.pieces_, self.s[T]
             ZT, XT = self.Z[T] * s[:, None], self.X[T]
             beta, _ = solve_sums(P.A - self.Z[T].T @ ZT, P.B - XT.T @ ZT, P.c - ZT.T @ self.y[T])

@@ -44,7 +44,7 @@ class IVSECalculator:
         self.s = s
         self.n_rows = int(np.count_nonzero(s > 0))
         self.n = self.n_rows
-        self.p = att.theta.size
+        self.p = att.theta.size + att.model.dof_adjustment(None if groups is None else np.asarray(groups))
         if self.n <= self.p:
             raise ValueError(f"standard errors need more observations ({self.n}) than parameters ({self.p})")
         self.groups = None

@@ -137,8 +137,9 @@ def summarize(model, se: str | None = None, cluster=None, alpha: float = 0.05) -
     shown = slice(None)
     if hasattr(m, "describe_instruments"):
         notes.append(f"two-stage least squares: {m.describe_instruments()}")
-    if hasattr(m, "describe_fixed_effects"):      # the dummies of non-absorbed factors are not shown
-        shown = slice(0, m.n_regressors_)
+    if getattr(m, "fixed_effects_", None) is not None:     # the non-absorbed factors' dummies not shown
+        hidden = set(m.fixed_effects_.dummies()[1])
+        shown = [j for j, name in enumerate(m.params_.index) if name not in hidden]
         notes.append(f"fixed effects: {m.describe_fixed_effects()}; their levels are counted in the degrees of "
                      "freedom and not shown")
         if m.n_singletons_:

@@ -150,6 +150,16 @@ class FixedEffects:
         return int(np.count_nonzero(np.bincount(self.codes[name], weights=(np.asarray(s) > 0).astype(float),
                                                 minlength=self.levels[name].size)))
 
+    def dof_adjustment(self, absorbed_dof, s, clusters=None) -> int:
+        """The absorbed levels counted as parameters; for a cluster-robust SE less the levels
+        of every factor nested in the clusters but one (pyfixest's ``fixef_k="nested"``)."""
+        out = absorbed_dof
+        if clusters is not None:
+            for name in self.names:
+                if self.nested_in(name, clusters, s):
+                    out -= self.n_levels(name, s) - 1
+        return out
+
     def nested_in(self, name, clusters, s) -> bool:
         """Whether every level of factor ``name`` lies within one cluster (on rows of positive
         weight)."""
@@ -228,11 +238,11 @@ class FixedEffectsGLM(GLM):
                      missing: str = "raise", **options) -> "FixedEffectsGLM":
         """Fit ``"y ~ x1 + x2 | fe1 + fe2"`` (``fe1^fe2`` for an interaction) to ``data``."""
         from ..tables.fit import column_or_values
-        from ..tables.formula import FormulaEncoding, split_fixed_effects
+        from ..tables.formula import FormulaEncoding, factor_columns, split_fixed_effects
         from ..tables.frame import check_missing, missing_rows_error
         check_missing(missing)
         main, fe_terms = split_fixed_effects(formula)
-        labels = _factor_columns(data, fe_terms)
+        labels = factor_columns(data, fe_terms)
         na = labels.isna().any(axis=1)
         if na.any():
             if missing != "drop":
@@ -376,14 +386,7 @@ class FixedEffectsGLM(GLM):
         """Parameters the standard errors count besides ``theta_``: the absorbed levels; for a
         cluster-robust SE, less the levels of every factor nested in the clusters but one
         (pyfixest's and fixest's ``fixef_k="nested"``)."""
-        s = np.asarray(self.objective_.s)
-        out = self.absorbed_dof_
-        if clusters is not None:
-            fe = self.fixed_effects_
-            for name in fe.names:
-                if fe.nested_in(name, clusters, s):
-                    out -= fe.n_levels(name, s) - 1
-        return out
+        return self.fixed_effects_.dof_adjustment(self.absorbed_dof_, np.asarray(self.objective_.s), clusters)
 
     def fixed_effects_summary(self) -> list:
         """``[{"name", "levels", "absorbed"}]`` per factor (levels with rows of positive weight)."""
@@ -413,25 +416,3 @@ def _as_factors(fixed_effects) -> dict:
     if a.ndim == 2:
         return {f"fe{j}": a[:, j] for j in range(a.shape[1])}
     raise ValueError(f"fixed_effects must be a dict, a DataFrame or an array of labels, got shape {a.shape}")
-
-
-def _factor_columns(data, terms):
-    """A DataFrame of one label column per fixed-effect term (``a^b`` combined)."""
-    import pandas as pd
-    out = {}
-    for term in terms:
-        parts = [p.strip() for p in term.split("^")]
-        for p in parts:
-            if p not in data.columns:
-                raise ValueError(f"fixed effect {p!r} is not a column of the table (columns: "
-                                 f"{', '.join(map(str, list(data.columns)[:8]))})")
-        if len(parts) == 1:
-            out[term] = data[parts[0]]
-        else:
-            cols = [data[p] for p in parts]
-            combo = cols[0].astype(str)
-            for c in cols[1:]:
-                combo = combo + "^" + c.astype(str)
-            combo[pd.concat(cols, axis=1).isna().any(axis=1)] = np.nan
-            out["^".join(parts)] = combo
-    return pd.DataFrame(out, index=data.index)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _validation as v
 from ..exceptions import SingularHessianError
+from .model import GLM
 
 __all__ = ["IV2SLS", "solve_2sls"]
 
@@ -90,8 +91,10 @@ class IV2SLS:
         self.fit_intercept = fit_intercept
         self.weight_kind = weight_kind
 
-    def fit(self, exog, endog, instruments, y, sample_weight=None, names=None) -> "IV2SLS":
-        """``exog`` (n, k_w), ``endog`` (n, k_e), ``instruments`` (n, k_i) with k_i >= k_e."""
+    def fit(self, exog, endog, instruments, y, sample_weight=None, names=None, fixed_effects=None) -> "IV2SLS":
+        """``exog`` (n, k_w), ``endog`` (n, k_e), ``instruments`` (n, k_i) with k_i >= k_e;
+        ``fixed_effects`` (a dict of name to labels), absorbed as in
+        :class:`~leaveout.glm.absorb.FixedEffectsGLM` (they are exogenous: in both stages)."""
         if self.weight_kind != "analytic":
             raise ValueError("2SLS supports analytic weights only (weight_kind='analytic')")
         W = _matrix(exog, "exog", allow_empty=True)
@@ -105,16 +108,23 @@ class IV2SLS:
                              f"({E.shape[1]})")
         y = v.check_real_y(y, n, "y")
         s = v.check_sample_weight(sample_weight, n)
-        ones = np.ones((n, 1)) if self.fit_intercept else np.zeros((n, 0))
-        self._X = np.hstack([W, E, ones])
-        self._Z = np.hstack([W, I_, ones])
-        self._y = np.asarray(y, dtype=np.float64)
         names = names or {}
-        self.exogenous_ = list(names.get("exog", [f"w{j}" for j in range(W.shape[1])]))
+        exog_names = list(names.get("exog", [f"w{j}" for j in range(W.shape[1])]))
+        if fixed_effects is not None:
+            from .absorb import FixedEffects
+            self.fixed_effects_ = FixedEffects(dict(fixed_effects))
+            Dm, dnames = self.fixed_effects_.dummies()
+            W, exog_names = np.hstack([W, Dm]), exog_names + dnames
+            self.fit_intercept = False                     # the fixed effects hold it
+        ones = np.ones((n, 1)) if self.fit_intercept else np.zeros((n, 0))
+        self._raw = (np.hstack([W, E, ones]), np.hstack([W, I_, ones]), np.asarray(y, dtype=np.float64))
+        self._X, self._Z, self._y = self._raw
+        self.exogenous_ = exog_names
         self.endogenous_ = list(names.get("endog", [f"e{j}" for j in range(E.shape[1])]))
         self.instruments_ = list(names.get("instruments", [f"z{j}" for j in range(I_.shape[1])]))
         self.feature_names_in_ = np.array(self.exogenous_ + self.endogenous_, dtype=object)
         self.n_features_in_ = W.shape[1] + E.shape[1]
+        self.n_regressors_ = len(self.exogenous_) - (Dm.shape[1] if fixed_effects is not None else 0)
         self.row_ids_, self.n_dropped_, self.encoding_ = None, 0, None
         return self._solve(s)
 
@@ -130,13 +140,23 @@ class IV2SLS:
         rows = data.index.isin(parts["ids"])
         sw = column_or_values(data, sample_weight, rows, "sample_weight")
         model = cls(fit_intercept=parts["intercept"], weight_kind=weight_kind)
-        model.fit(parts["exog"], parts["endog"], parts["instruments"], parts["y"], sw, names=parts["names"])
+        fe = parts.get("fixed_effects")
+        fe = None if fe is None else {c: fe.loc[parts["ids"], c].to_numpy() for c in fe.columns}
+        model.fit(parts["exog"], parts["endog"], parts["instruments"], parts["y"], sw, names=parts["names"],
+                  fixed_effects=fe)
         model.row_ids_ = np.asarray(parts["ids"])
         model.n_dropped_ = len(data.index) - len(parts["ids"])
         model.formula_ = formula
         return model
 
     def _solve(self, s) -> "IV2SLS":
+        fe = getattr(self, "fixed_effects_", None)
+        if fe is not None:                       # partial the fixed effects out of every variable
+            g = fe.groups
+            self._X, self._Z, self._y = (g.demean(a, s) for a in self._raw)
+            self.absorbed_ = g
+            self.absorbed_dof_ = fe.n_levels(fe.absorbed, s)
+            self.n_singletons_ = int(np.count_nonzero((s > 0) & (g.counts(s)[g.codes] == 1)))
         beta, pieces = solve_2sls(self._X, self._Z, self._y, s)
         self.pieces_ = pieces
         self.objective_ = SimpleNamespace(s=s, y=self._y, n=s.size)
@@ -155,11 +175,24 @@ class IV2SLS:
         s = np.array(self.objective_.s, dtype=np.float64)
         s[np.asarray(T, dtype=np.intp)] = 0.0
         refit = IV2SLS(self.fit_intercept, self.weight_kind)
-        for attr in ("_X", "_Z", "_y", "exogenous_", "endogenous_", "instruments_", "feature_names_in_",
-                     "n_features_in_", "row_ids_", "n_dropped_", "encoding_", "formula_"):
+        for attr in ("_X", "_Z", "_y", "_raw", "exogenous_", "endogenous_", "instruments_", "feature_names_in_",
+                     "n_features_in_", "row_ids_", "n_dropped_", "encoding_", "formula_", "fixed_effects_",
+                     "n_regressors_"):
             if hasattr(self, attr):
                 setattr(refit, attr, getattr(self, attr))
         return refit._solve(s)
+
+    def dof_adjustment(self, clusters=None) -> int:
+        """Parameters the SEs count besides ``theta_``: the absorbed levels (see
+        :meth:`~leaveout.glm.absorb.FixedEffectsGLM.dof_adjustment`); 0 without fixed effects."""
+        if getattr(self, "fixed_effects_", None) is None:
+            return 0
+        return self.fixed_effects_.dof_adjustment(self.absorbed_dof_, np.asarray(self.objective_.s), clusters)
+
+    def describe_fixed_effects(self) -> str:
+        fe, s = self.fixed_effects_, np.asarray(self.objective_.s)
+        return " + ".join(f"{k} ({fe.n_levels(k, s)}{' levels, absorbed' if k == fe.absorbed else ''})"
+                          for k in fe.names)
 
     def check_fitted(self):
         if not hasattr(self, "theta_"):
@@ -177,6 +210,9 @@ class IV2SLS:
 
     def __repr__(self):
         return f"IV2SLS(fit_intercept={self.fit_intercept!r})"
+
+
+GLM.iv_class = IV2SLS
 
 
 def _matrix(a, name, allow_empty=False):

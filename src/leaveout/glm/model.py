@@ -109,8 +109,9 @@ class GLM:
         The coefficients by name (see the property).
     """
 
-    #: the class of formulas with absorbed fixed effects (``|``), set by :mod:`.absorb`
-    fixed_effects_class = None
+    #: the classes of formulas with absorbed fixed effects (``|``) and with instruments
+    #: (``| e ~ z``), set by :mod:`.absorb` and :mod:`.iv`
+    fixed_effects_class = iv_class = None
 
     def __init__(self, family: str = "logistic", l2: float = 1.0, penalty: str = "fixed",
                  fit_intercept: bool = True, tol: float = 1e-9, max_iter: int = 100,
@@ -233,7 +234,7 @@ class GLM:
         check_missing(missing)
         from ..tables.formula import is_iv_formula
         if is_iv_formula(formula):
-            from .iv import IV2SLS
+            IV2SLS = GLM.iv_class                            # registered by .iv (no import cycle)
             if family != "squared" or l2 not in (None, 0) or penalty != "fixed" or classes is not None:
                 raise ValueError("instrumental variables ('y ~ w | e ~ z') are two-stage least squares: give "
                                  "family='squared' (--family squared) and no l2 penalty")

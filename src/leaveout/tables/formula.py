@@ -20,7 +20,7 @@ import numpy as np
 
 from .frame import missing_rows_error
 
-__all__ = ["FormulaEncoding", "split_fixed_effects", "is_iv_formula", "iv_matrices"]
+__all__ = ["FormulaEncoding", "split_fixed_effects", "factor_columns", "is_iv_formula", "iv_matrices"]
 
 
 def _formulaic():
@@ -146,8 +146,8 @@ def split_fixed_effects(formula: str):
     if len(parts) == 1:
         return formula, []
     if any("~" in p for p in parts[1:]):
-        raise ValueError(f"formula {formula!r}: instrumental variables with fixed effects ('y ~ w | fe | e ~ z') "
-                         "are not supported yet; write the fixed effects as C(fe) terms: 'y ~ w + C(fe) | e ~ z'")
+        raise ValueError(f"formula {formula!r}: instrumental variables are 'y ~ w | e ~ z' or, with fixed effects, "
+                         "'y ~ w | fe | e ~ z'")
     if len(parts) > 2:
         raise ValueError(f"formula {formula!r} has more than one '|'; write 'y ~ x1 + x2 | fe1 + fe2'")
     terms = [t.strip() for t in parts[1].split("+")]
@@ -170,9 +170,16 @@ def iv_matrices(formula: str, data, missing: str = "raise") -> dict:
     instrument matrices, the response and the row ids (rows with a missing value in any of
     them dropped with ``missing="drop"``, an error otherwise)."""
     parts = [p.strip() for p in formula.split("|")]
-    if len(parts) == 3:
-        raise ValueError(f"formula {formula!r}: instrumental variables with fixed effects ('y ~ w | fe | e ~ z') "
-                         "are not supported yet; write the fixed effects as C(fe) terms: 'y ~ w + C(fe) | e ~ z'")
+    fe_labels = None
+    if len(parts) == 3:                            # y ~ w | fe1 + fe2 | e ~ z
+        _main, terms = split_fixed_effects(f"{parts[0]} | {parts[1]}")
+        fe_labels = factor_columns(data, terms)
+        na = fe_labels.isna().any(axis=1)
+        if na.any():
+            if missing != "drop":
+                raise missing_rows_error(data.index[na], [c for c in fe_labels.columns if fe_labels[c].isna().any()])
+            data, fe_labels = data.loc[~na], fe_labels.loc[~na]
+        parts = [parts[0], parts[2]]
     if len(parts) != 2 or parts[1].count("~") != 1 or "~" not in parts[0]:
         raise ValueError(f"formula {formula!r}: write instrumental variables as 'y ~ exogenous | endogenous ~ "
                          "instruments' (e.g. 'lwage ~ exper | educ ~ fatheduc + motheduc')")
@@ -201,7 +208,7 @@ def iv_matrices(formula: str, data, missing: str = "raise") -> dict:
             raise ValueError(f"formula {formula!r}: {_first_line(exc)}") from None
         pieces[key] = (np.asarray(mm.to_numpy(dtype=np.float64)), [str(c) for c in mm.columns])
     return {"exog": W, "endog": pieces["endog"][0], "instruments": pieces["instruments"][0], "y": y, "ids": ids,
-            "intercept": enc.has_intercept,
+            "intercept": enc.has_intercept, "fixed_effects": fe_labels,
             "names": {"exog": [str(c) for c in enc.feature_names], "endog": pieces["endog"][1],
                       "instruments": pieces["instruments"][1]}}
 
@@ -237,3 +244,25 @@ def _warn_numbers_read_as_text(data, columns):
 def _first_line(exc) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def factor_columns(data, terms):
+    """A DataFrame of one label column per fixed-effect term (``a^b`` combined)."""
+    import pandas as pd
+    out = {}
+    for term in terms:
+        parts = [p.strip() for p in term.split("^")]
+        for p in parts:
+            if p not in data.columns:
+                raise ValueError(f"fixed effect {p!r} is not a column of the table (columns: "
+                                 f"{', '.join(map(str, list(data.columns)[:8]))})")
+        if len(parts) == 1:
+            out[term] = data[parts[0]]
+        else:
+            cols = [data[p] for p in parts]
+            combo = cols[0].astype(str)
+            for c in cols[1:]:
+                combo = combo + "^" + c.astype(str)
+            combo[pd.concat(cols, axis=1).isna().any(axis=1)] = np.nan
+            out["^".join(parts)] = combo
+    return pd.DataFrame(out, index=data.index)
