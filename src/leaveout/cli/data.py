@@ -38,8 +38,12 @@ class Problem:
         out = {"family": m.family, "l2": float(m.l2), "penalty": m.penalty,
                "weights": None if self.weights is None else {"column": self.weights, "meaning": m.weight_kind},
                "n": int(n_obs) if float(n_obs).is_integer() else n_obs, "n_rows": int(self.n)}
-        if hasattr(m, "fixed_effects_summary"):
-            out["fixed_effects"] = m.fixed_effects_summary()
+        if getattr(m, "fixed_effects_", None) is not None:
+            fe, s = m.fixed_effects_, np.asarray(m.objective_.s)
+            out["fixed_effects"] = [{"name": k, "levels": fe.n_levels(k, s), "absorbed": k == fe.absorbed}
+                                    for k in fe.names]
+        if m.family == "2sls":
+            out["instruments"] = {"endogenous": list(m.endogenous_), "instruments": list(m.instruments_)}
         if se is not None:
             out["se"] = se + (f", clustered by {cluster}" if cluster else "")
         return out
@@ -51,6 +55,8 @@ class Problem:
         n = f"n = {d['n']}" + (f" ({d['n_rows']} rows)" if d["n"] != d["n_rows"] else "")
         se_text = f", se {d['se']}" if "se" in d else ""
         fe = f", fixed effects {self.model.describe_fixed_effects()}" if "fixed_effects" in d else ""
+        if "instruments" in d:
+            fe += f", {self.model.describe_instruments()}"
         return f"model: {d['family']}, l2 = {d['l2']:g} ({d['penalty']} penalty){fe}, weights {w}{se_text}, {n}"
 
     def positions(self, text: str, arg: str) -> np.ndarray:

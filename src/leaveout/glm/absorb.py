@@ -150,6 +150,11 @@ class FixedEffects:
         return int(np.count_nonzero(np.bincount(self.codes[name], weights=(np.asarray(s) > 0).astype(float),
                                                 minlength=self.levels[name].size)))
 
+    def describe(self, s) -> str:
+        """One line: ``"firm (11 levels, absorbed) + year (20)"`` (levels with rows of weight)."""
+        return " + ".join(f"{k} ({self.n_levels(k, s)}{' levels, absorbed' if k == self.absorbed else ''})"
+                          for k in self.names)
+
     def dof_adjustment(self, absorbed_dof, s, clusters=None) -> int:
         """The absorbed levels counted as parameters; for a cluster-robust SE less the levels
         of every factor nested in the clusters but one (pyfixest's ``fixef_k="nested"``)."""
@@ -388,15 +393,9 @@ class FixedEffectsGLM(GLM):
         (pyfixest's and fixest's ``fixef_k="nested"``)."""
         return self.fixed_effects_.dof_adjustment(self.absorbed_dof_, np.asarray(self.objective_.s), clusters)
 
-    def fixed_effects_summary(self) -> list:
-        """``[{"name", "levels", "absorbed"}]`` per factor (levels with rows of positive weight)."""
-        fe, s = self.fixed_effects_, np.asarray(self.objective_.s)
-        return [{"name": k, "levels": fe.n_levels(k, s), "absorbed": k == fe.absorbed} for k in fe.names]
-
     def describe_fixed_effects(self) -> str:
         """One line: ``"firm (11 levels, absorbed) + year (20)"``."""
-        return " + ".join(f"{d['name']} ({d['levels']}{' levels, absorbed' if d['absorbed'] else ''})"
-                          for d in self.fixed_effects_summary())
+        return self.fixed_effects_.describe(np.asarray(self.objective_.s))
 
     def __repr__(self):
         return f"FixedEffectsGLM(family={self.family!r})"

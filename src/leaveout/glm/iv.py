@@ -190,9 +190,7 @@ class IV2SLS:
         return self.fixed_effects_.dof_adjustment(self.absorbed_dof_, np.asarray(self.objective_.s), clusters)
 
     def describe_fixed_effects(self) -> str:
-        fe, s = self.fixed_effects_, np.asarray(self.objective_.s)
-        return " + ".join(f"{k} ({fe.n_levels(k, s)}{' levels, absorbed' if k == fe.absorbed else ''})"
-                          for k in fe.names)
+        return self.fixed_effects_.describe(np.asarray(self.objective_.s))
 
     def check_fitted(self):
         if not hasattr(self, "theta_"):
