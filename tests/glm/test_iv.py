@@ -238,4 +238,4 @@ def test_iv_with_fixed_effects_equals_pyfixest():
         idx = [names.index(k) for k in r.coef().index]
         np.testing.assert_allclose(m.theta_[idx], r.coef().to_numpy(), rtol=1e-10)
         np.testing.assert_allclose([standard_error(att, np.eye(len(names))[k], kind, groups) for k in idx],
-                                   r.se().to_numpy(), rtol=1e-7)
+                                   r.se().to_numpy(), rtol=1e-9)
