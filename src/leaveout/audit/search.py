@@ -245,13 +245,16 @@ class _Search:
     def _needed(self, rows, fit):
         """Per row of the removed set, whether putting it back is predicted to undo the target:
         its return (:meth:`returns`) moves the signal back across zero by more than twice the
-        slack, the SE held fixed. Only for the single-response GLM families (all False otherwise)."""
+        slack, the SE held fixed (by more than the slack for a least-squares sign target, where
+        the prediction is exact). Only for the single-response GLM families (all False otherwise)."""
         change = self.returns(rows, fit)
         if change is None:
             return [False] * len(rows)
         signal, _ = self.target.end(fit.snap)
         back = -np.sign(signal) * change                 # towards undoing the target when positive
-        return (back > 2.0 * abs(signal)).tolist()
+        # the prediction is exact for a least-squares coefficient: no margin when the SE plays no part
+        exact = fit.model.family == "squared" and not self.target.needs_se
+        return (back > (1.0 + 1e-9 if exact else 2.0) * abs(signal)).tolist()
 
     def returns(self, rows, fit):
         """Predicted change of the quantity when each removed row alone is put back into the
