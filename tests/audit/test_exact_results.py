@@ -175,3 +175,44 @@ def test_certify_routes_and_reports_each_method_in_full():
     c = _certify(xc, yc, "auto", intercept=False, weights=w)
     assert c.method == "exact (no intercept)"
     assert c.lower == (truth if truth is not None else 12)
+
+
+def test_significance_certificate_reported_in_full():
+    """The classical-SE significance certificate: its label, no optimality claim, the bound
+    below the brute-force minimum, and the refusals' notes word for word."""
+    import leaveout as lo
+    from leaveout.audit.certify import certify
+    from leaveout.audit.targets import Snapshot, Target
+    from leaveout.audit.se import standard_error
+    from leaveout.metrics import Coefficient
+    rng = np.random.default_rng(2)
+    n = 14
+    x = rng.normal(size=n)
+    y = 0.9 * x + rng.normal(size=n)
+    m = lo.GLM("squared", l2=0).fit(x[:, None], y)
+    att = lo.Attribution(m)
+    se = standard_error(att, np.array([1.0, 0.0]))
+    target = Target("significance", Snapshot(float(m.theta_[0]), se))
+    assert target.significant
+    c = certify(att, Coefficient(0), target, se="nonrobust", max_rows=6)
+    assert c.method == "rubinstein-hopkins (triangle bounds, classical SE)" and c.optimal is False
+    assert c.witness is None and set(c.details) == {"k", "bound", "lambda"}
+    X = np.column_stack([x, np.ones(n)])
+
+    def t_stat(keep):
+        b, res = np.linalg.lstsq(X[keep], y[keep], rcond=None)[:2]
+        e = y[keep] - X[keep] @ b
+        V = float(e @ e) / (len(keep) - 2) * np.linalg.inv(X[keep].T @ X[keep])
+        return b[0] / np.sqrt(V[0, 0])
+
+    truth = next((k for k in range(1, 7) for T in itertools.combinations(range(n), k)
+                  if abs(t_stat(np.setdiff1d(np.arange(n), T))) <= target.z), None)
+    assert 1 <= c.lower <= (truth if truth is not None else 7)
+    hc = certify(att, Coefficient(0), target, se="HC1", max_rows=6)
+    assert (hc.lower, hc.method) == (None, None)
+    assert hc.note == ("no certificate for this target: significance with se='HC1' (certified for the classical "
+                       "standard error only)")
+    weak = Target("significance", Snapshot(float(m.theta_[0]), abs(float(m.theta_[0]))))     # t = 1
+    gain = certify(att, Coefficient(0), weak, se="nonrobust", max_rows=6)
+    assert (gain.lower, gain.note) == (None, "no certificate for this target: a non-significant estimate "
+                                             "gaining significance")
