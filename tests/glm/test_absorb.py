@@ -265,3 +265,14 @@ def test_fixed_effects_on_the_command_line(grunfeld, tmp_path, capsys):
     assert main(["fit", str(path), "--formula", "invest ~ value | firm | capital", "--family", "squared"]) != 0
     err = capsys.readouterr().err
     assert "more than one '|'" in err and "Traceback" not in err
+
+
+def test_an_audit_says_which_groups_its_rows_empty():
+    from leaveout.audit.result import _emptied
+    X, y, s, g, h, _ = _panel("squared", weights=False)
+    m = FixedEffectsGLM("squared").fit(X, y, {"g": g})
+    whole = np.flatnonzero(g == g[0])
+    assert _emptied(m, list(whole) + [int(np.flatnonzero(g != g[0])[0])]) == (
+        "the removed rows empty 1 group of 'g'; their levels leave the refit")
+    assert _emptied(m, list(whole[:-1])) is None
+    assert _emptied(lo.GLM("squared", l2=0).fit(X, y), list(whole)) is None

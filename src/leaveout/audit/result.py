@@ -78,6 +78,7 @@ class AuditResult:
     gap: int | None = None
     certificate_note: str | None = None
     certificate_seconds: float | None = None
+    emptied: str | None = None          # fixed effects: groups of the absorbed factor the rows empty
 
     @classmethod
     def build(cls, att, quantity, target, method, se_kind, clustered, rows, fit, base, reached, one_shot,
@@ -100,7 +101,7 @@ class AuditResult:
             rows=labels, refit={"value": fit.snap.value, "se": _num(fit.snap.se), "se_full_n": _num(se_full)},
             one_shot={"k": None if k1 is None else int(k1), "predicted": _num(pred1)},
             path=_dedupe([(int(k), float(v), _num(s)) for k, v, s in path]), note=note, refits=refits,
-            seconds=seconds, **_certificate_fields(certificate, len(rows), reached))
+            seconds=seconds, emptied=_emptied(att.model, rows), **_certificate_fields(certificate, len(rows), reached))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (``fraction`` and ``rows`` as the CLI's ``--json``)."""
@@ -138,6 +139,8 @@ class AuditResult:
                          f"[{self.lower_method}, {self.certificate_seconds:.1f} s]")
         if self.certificate_note:
             lines.append(f"certificate: {self.certificate_note}")
+        if self.emptied:
+            lines.append(f"fixed effects: {self.emptied}")
         return "\n".join(lines)
 
     def plot(self, path=None):
@@ -208,3 +211,18 @@ def _num(x):
 
 def _plain(x):
     return x.item() if hasattr(x, "item") else x
+
+
+def _emptied(model, rows):
+    """For absorbed fixed effects, the groups the removed rows empty (their levels leave the
+    refit), said in words; None otherwise."""
+    fe = getattr(model, "fixed_effects_", None)
+    if fe is None or not len(rows):
+        return None
+    s = np.asarray(model.objective_.s) > 0
+    codes = fe.groups.codes
+    left = np.bincount(codes, weights=s.astype(float), minlength=fe.groups.n_levels)
+    gone = np.bincount(codes[np.asarray(rows, dtype=np.intp)], minlength=fe.groups.n_levels)
+    n = int(np.count_nonzero((gone > 0) & (gone >= left)))
+    return None if n == 0 else (f"the removed rows empty {n} group{'s' * (n > 1)} of {fe.absorbed!r}; "
+                                "their levels leave the refit")
