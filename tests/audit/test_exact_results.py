@@ -216,3 +216,49 @@ def test_significance_certificate_reported_in_full():
     gain = certify(att, Coefficient(0), weak, se="nonrobust", max_rows=6)
     assert (gain.lower, gain.note) == (None, "no certificate for this target: a non-significant estimate "
                                              "gaining significance")
+
+
+def test_certify_on_quantities_the_closed_forms_must_not_take():
+    """Certificates for a threshold other than 0 on a scaled slope (the closed form shifts
+    y by value / c), for a contrast that includes the intercept, for the intercept alone,
+    and with two regressors: never above the brute-force minimum, equal to it where a closed
+    form answers."""
+    import leaveout as lo
+    from leaveout.audit.certify import certify
+    from leaveout.audit.targets import Snapshot, Target
+    from leaveout.metrics import Coefficient, Contrast
+    rng = np.random.default_rng(6)
+    n = 11
+    x = rng.normal(size=n)
+    x2 = rng.normal(size=n)
+    y = 0.8 * x + 0.5 + rng.normal(size=n) * 0.8
+
+    def brute(X, c, value):
+        q0 = np.linalg.lstsq(X, y, rcond=None)[0] @ c - value
+        for k in range(1, n - X.shape[1] + 1):                 # every subset that leaves a fit
+            for T in itertools.combinations(range(n), k):
+                keep = np.setdiff1d(np.arange(n), T)
+                if np.linalg.matrix_rank(X[keep]) < X.shape[1]:
+                    continue
+                if np.sign(np.linalg.lstsq(X[keep], y[keep], rcond=None)[0] @ c - value) != np.sign(q0):
+                    return k
+        return None
+
+    cases = [
+        (np.column_stack([x]), False, Contrast({0: 2.0}), 0.7, True),               # no intercept, c = 2
+        (np.column_stack([x]), True, Contrast({0: 2.0}), 0.9, False),               # pairs MIP / bound
+        (np.column_stack([x]), True, Contrast({0: 1.0, "intercept": 1.0}), 0.0, False),
+        (np.column_stack([x]), True, Coefficient("intercept"), 0.0, False),
+        (np.column_stack([x, x2]), True, Coefficient(0), 0.0, False),
+    ]
+    for X, intercept, q, value, closed in cases:
+        m = lo.GLM("squared", l2=0, fit_intercept=intercept).fit(X, y)
+        att = lo.Attribution(m)
+        c = np.asarray(q.gradient(m, m.theta_))
+        Xf = np.column_stack([X, np.ones(n)]) if intercept else X
+        truth = brute(Xf, c, value)
+        target = Target("sign", Snapshot(float(c @ m.theta_)), value=value)
+        cert = certify(att, q, target, method="auto", max_rows=5, value=value)
+        assert cert.lower is not None and cert.lower <= (truth if truth is not None else n), (q.name, value)
+        if closed:
+            assert cert.method == "exact (no intercept)" and cert.lower == (truth if truth is not None else n)
