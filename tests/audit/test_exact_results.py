@@ -233,7 +233,7 @@ def test_certify_on_quantities_the_closed_forms_must_not_take():
     x2 = rng.normal(size=n)
     y = 0.8 * x + 0.5 + rng.normal(size=n) * 0.8
 
-    def brute(X, c, value):
+    def brute(X, c, value, y):
         q0 = np.linalg.lstsq(X, y, rcond=None)[0] @ c - value
         for k in range(1, n - X.shape[1] + 1):                 # every subset that leaves a fit
             for T in itertools.combinations(range(n), k):
@@ -244,21 +244,45 @@ def test_certify_on_quantities_the_closed_forms_must_not_take():
                     return k
         return None
 
+    xb = (x > 0).astype(float)
+    b_no = 2 * float(x @ y / (x @ x))                    # 2 * slope through the origin
     cases = [
         (np.column_stack([x]), False, Contrast({0: 2.0}), 0.7, True),               # no intercept, c = 2
+        (np.column_stack([x]), False, Contrast({0: 2.0}), 0.6 * b_no, True),        # ... a flip exists
+        (np.column_stack([x, x2]), False, Coefficient(0), 0.0, False),              # two, no intercept
+        (np.column_stack([x, x2]), True, Coefficient("intercept"), 0.0, False),
         (np.column_stack([x]), True, Contrast({0: 2.0}), 0.9, False),               # pairs MIP / bound
         (np.column_stack([x]), True, Contrast({0: 1.0, "intercept": 1.0}), 0.0, False),
         (np.column_stack([x]), True, Coefficient("intercept"), 0.0, False),
         (np.column_stack([x, x2]), True, Coefficient(0), 0.0, False),
     ]
-    for X, intercept, q, value, closed in cases:
-        m = lo.GLM("squared", l2=0, fit_intercept=intercept).fit(X, y)
+    yb = 0.8 * xb + rng.normal(size=n) * 0.5              # a two-valued regressor, c = 2, value != 0
+    b_bin = 2 * np.polyfit(xb, yb, 1)[0]
+    for X, intercept, q, value, closed in cases + [(xb[:, None], True, Contrast({0: 2.0}), 0.7 * b_bin, "binary")]:
+        yy = yb if closed == "binary" else y
+        m = lo.GLM("squared", l2=0, fit_intercept=intercept).fit(X, yy)
         att = lo.Attribution(m)
         c = np.asarray(q.gradient(m, m.theta_))
         Xf = np.column_stack([X, np.ones(n)]) if intercept else X
-        truth = brute(Xf, c, value)
+        truth = brute(Xf, c, value, yy)
         target = Target("sign", Snapshot(float(c @ m.theta_)), value=value)
         cert = certify(att, q, target, method="auto", max_rows=5, value=value)
         assert cert.lower is not None and cert.lower <= (truth if truth is not None else n), (q.name, value)
-        if closed:
+        if closed == "binary":
+            assert cert.method == "exact (binary regressor)" and truth is not None and cert.lower == truth
+        elif closed:
             assert cert.method == "exact (no intercept)" and cert.lower == (truth if truth is not None else n)
+
+
+def test_bigm_mip_finds_a_single_row():
+    """One outlier carries the slope: the big-M MIP's default lower end lets it prove 1."""
+    rng = np.random.default_rng(30)
+    n = 16
+    x = rng.normal(size=n)
+    y = -0.1 * x + rng.normal(size=n) * 0.3
+    x[0], y[0] = 4.0, 6.0                                   # the outlier makes the slope positive
+    X = np.column_stack([x, rng.normal(size=n), np.ones(n)])
+    P = OLSProblem(X, y, np.array([1.0, 0.0, 0.0]))
+    assert np.linalg.lstsq(X[1:], y[1:], rcond=None)[0][0] < 0 < np.linalg.lstsq(X, y, rcond=None)[0][0]
+    r = exact.bigm_mip(P, 1, triangle_bounds(P, 1).gamma(1))
+    assert (r.lower, r.witness, r.optimal, r.status) == (1, [0], True, "optimal")
