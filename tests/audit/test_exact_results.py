@@ -286,3 +286,24 @@ def test_bigm_mip_finds_a_single_row():
     assert np.linalg.lstsq(X[1:], y[1:], rcond=None)[0][0] < 0 < np.linalg.lstsq(X, y, rcond=None)[0][0]
     r = exact.bigm_mip(P, 1, triangle_bounds(P, 1).gamma(1))
     assert (r.lower, r.witness, r.optimal, r.status) == (1, [0], True, "optimal")
+
+
+def test_opposite_target_is_certified_by_the_sign_bound_and_says_so():
+    """A significant estimate of the other sign needs a flip first: the certificate is the
+    sign bound, labelled as such, with no optimality or witness claimed."""
+    import leaveout as lo
+    from leaveout.audit.certify import certify
+    from leaveout.audit.se import standard_error
+    from leaveout.audit.targets import Snapshot, Target
+    from leaveout.metrics import Coefficient
+    rng = np.random.default_rng(9)
+    x = np.repeat([0.0, 1.0], [8, 7])
+    y = 0.9 * x + rng.normal(size=15) * 0.6
+    m = lo.GLM("squared", l2=0).fit(x[:, None], y)
+    att = lo.Attribution(m)
+    snap = Snapshot(float(m.theta_[0]), standard_error(att, np.array([1.0, 0.0])))
+    sign = certify(att, Coefficient(0), Target("sign", snap), max_rows=7)
+    opp = certify(att, Coefficient(0), Target("opposite", snap), max_rows=7)
+    assert opp.lower == sign.lower and sign.optimal and sign.witness
+    assert opp.method == sign.method + " (sign bound: a significant opposite sign needs a flip)"
+    assert opp.optimal is False and opp.witness is None
