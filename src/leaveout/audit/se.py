@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._clusters import cluster_codes
+
 from .._validation import WEIGHT_KINDS, check_weight_kind
 
 __all__ = ["SE_KINDS", "WEIGHT_KINDS", "StandardError", "standard_error", "se_calculator", "check_weight_kind"]
@@ -115,17 +117,7 @@ class SECalculator:
         self.d2 = np.asarray(obj.loss.curvature(obj.y, est.z))           # l''
         self.groups = None
         if groups is not None:
-            if kind == "nonrobust":
-                raise ValueError("a cluster-robust standard error needs se='HC0' or 'HC1'")
-            g = np.asarray(groups)
-            if g.shape != (s.size,):
-                raise ValueError(f"groups must have one label per training row ({s.size}), got shape {g.shape}")
-            labels, inverse = np.unique(g, return_inverse=True)
-            self.group_codes = inverse
-            self.n_groups = int(np.unique(inverse[s > 0]).size)
-            if self.n_groups < 2:
-                raise ValueError(f"a cluster-robust standard error needs at least 2 groups; the rows left have {self.n_groups}")
-            self.groups = labels
+            self.groups, self.group_codes, self.n_groups = cluster_codes(groups, s, kind)
 
     # ------------------------------------------------------------ pieces
     def _factor(self):

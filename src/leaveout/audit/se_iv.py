@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._clusters import cluster_codes
+
 __all__ = ["IVSECalculator"]
 
 
@@ -49,16 +51,7 @@ class IVSECalculator:
             raise ValueError(f"standard errors need more observations ({self.n}) than parameters ({self.p})")
         self.groups = None
         if groups is not None:
-            if kind == "nonrobust":
-                raise ValueError("a cluster-robust standard error needs se='HC0' or 'HC1'")
-            g = np.asarray(groups)
-            if g.shape != (s.size,):
-                raise ValueError(f"groups must have one label per training row ({s.size}), got shape {g.shape}")
-            labels, self.group_codes = np.unique(g, return_inverse=True)
-            self.n_groups = int(np.unique(self.group_codes[s > 0]).size)
-            if self.n_groups < 2:
-                raise ValueError(f"a cluster-robust standard error needs at least 2 groups; the rows left have {self.n_groups}")
-            self.groups = labels
+            self.groups, self.group_codes, self.n_groups = cluster_codes(groups, s, kind)
 
     def _factor(self):
         n, p = self.n, self.p
