@@ -90,6 +90,30 @@ class _TestRows(Metric):
         self._rows(model)
         return model.objective_.linear(self._cache[1], theta) + self._cache[3]
 
+    def _derivatives(self, model, theta):
+        """The derivative of each row's output in its linear predictor(s): (n_test,), or
+        (n_test, C-1) for the multinomial family."""
+        raise NotImplementedError
+
+    def values(self, model, theta) -> np.ndarray:
+        """The output of each test row, shape (n_test,); :meth:`value` is their sum."""
+        raise NotImplementedError
+
+    def gradient(self, model, theta):
+        design, _ = self._rows(model)
+        return model.objective_.linear_t(design, self._derivatives(model, theta))
+
+    def gradients(self, model, theta) -> np.ndarray:
+        """The gradient of each test row's own output, shape (n_params, n_test); their sum
+        is :meth:`gradient`. Per-test-point scores (``Attribution.scores(...,
+        per_point=True)``) solve with all of them at once."""
+        design, _ = self._rows(model)
+        D = np.asarray(self._derivatives(model, theta), dtype=np.float64)
+        rows = design.dense_rows(np.arange(design.n)).T              # (n_params, n_test)
+        if D.ndim == 1:
+            return rows * D
+        return (D.T[:, None, :] * rows[None]).reshape(-1, design.n)   # class-major blocks
+
 
 def _class_code(model, label, name="label"):
     """Position of ``label`` in ``model.classes_``."""
@@ -136,22 +160,23 @@ class TestPrediction(_TestRows):
         mu = model.objective_.loss.mean(self._z(model, theta))
         return mu if k is None else mu[:, k]
 
+    def values(self, model, theta):
+        return np.asarray(self._means(model, theta), dtype=np.float64)
+
     def value(self, model, theta):
         return float(np.sum(self._means(model, theta)))
 
     def difference(self, model, theta0, theta1):
         return float(np.sum(self._means(model, theta1) - self._means(model, theta0)))
 
-    def gradient(self, model, theta):
-        design, _ = self._rows(model)
+    def _derivatives(self, model, theta):
         k = self._code(model)
         if k is None:
-            return design.rmatvec(model.objective_.loss.mean_derivative(self._z(model, theta)))
+            return model.objective_.loss.mean_derivative(self._z(model, theta))
         P = model.objective_.loss.mean(self._z(model, theta))
         Q = model.objective_.loss.Q
         # d p_k / d u = Q^T p_k (e_k - p)
-        G = P[:, k:k + 1] * (Q[k][None, :] - P @ Q)
-        return model.objective_.linear_t(design, G)
+        return P[:, k:k + 1] * (Q[k][None, :] - P @ Q)
 
 
 class TestLoss(_TestRows):
@@ -187,9 +212,9 @@ class TestLoss(_TestRows):
         lv = model.objective_.loss.value
         return float(np.sum(lv(y, self._z(model, theta1)) - lv(y, self._z(model, theta0))))
 
-    def gradient(self, model, theta):
-        design, y = self._rows(model)
-        return model.objective_.linear_t(design, model.objective_.loss.derivative(y, self._z(model, theta)))
+    def _derivatives(self, model, theta):
+        _, y = self._rows(model)
+        return model.objective_.loss.derivative(y, self._z(model, theta))
 
 
 class SelfLoss(Metric):
@@ -297,12 +322,14 @@ class Logit(_TestRows):
             raise ValueError("Logit is not defined for the multinomial family; use TestPrediction(label=...)")
         return self._rows(model)[0]
 
-    def value(self, model, theta):
-        return float(np.sum(self._check(model).matvec(theta)))
+    def values(self, model, theta):
+        return np.asarray(self._check(model).matvec(theta), dtype=np.float64)
 
-    def gradient(self, model, theta):
-        design = self._check(model)
-        return design.rmatvec(np.ones(design.n))
+    def value(self, model, theta):
+        return float(np.sum(self.values(model, theta)))
+
+    def _derivatives(self, model, theta):
+        return np.ones(self._check(model).n)
 
 
 def select_test_subset(model, X_test, y_test, n_top: int = 50, n_random: int = 50,

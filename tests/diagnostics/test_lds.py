@@ -177,3 +177,22 @@ def test_multinomial_check_and_lds_against_sklearn(tmp_path, capsys):
     for T, row in zip(res.sets, res.actual):
         keep = np.setdiff1d(np.arange(n), T)
         np.testing.assert_allclose(row, losses(X[keep], y[keep]) - base, rtol=1e-5, atol=1e-6)
+
+
+def test_other_tools_scores_are_measured_on_the_same_refits(problem):
+    """A score matrix from elsewhere (here the dense IF, and its negation, as a tool whose scores
+    are contributions would give) is measured on the same subsets and refits as IF."""
+    X, y, Xt, yt = problem
+    att = lo.Attribution(lo.GLM(l2=L2, tol=1e-12).fit(X, y))
+    _, _, _, _, IF, _, phi = _dense(X, y, Xt, yt, att.theta)
+    tau = IF @ phi.T                                                  # (n, m) removal effects
+    res = lds(att, TestLoss(Xt, yt), n_subsets=8, seed=2, methods=("if",),
+              scores={"dense": tau, "flipped": -tau})
+    np.testing.assert_allclose(res.per_point["dense"], res.per_point["if"], rtol=1e-9)
+    np.testing.assert_allclose(res.per_point["flipped"], -res.per_point["if"], rtol=1e-9)
+    loo = loo_correlation(att, TestLoss(Xt, yt), rows=np.arange(0, 40, 5), scores={"dense": tau})
+    np.testing.assert_allclose(loo.per_point["dense"], loo.per_point["if"], rtol=1e-9)
+    with pytest.raises(ValueError, match=r"scores\['bad'\] has shape \(3, 4\); give one row per training sample"):
+        lds(att, TestLoss(Xt, yt), scores={"bad": np.zeros((3, 4))})
+    with pytest.raises(ValueError, match="is one of the methods"):
+        lds(att, TestLoss(Xt, yt), methods=("if",), scores={"if": tau})

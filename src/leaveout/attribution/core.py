@@ -182,7 +182,8 @@ class Attribution:
         self._in_memory("rescaled_influence()")
         return self._rows_frame(self.estimators.rescaled_influence(), as_frame)
 
-    def scores(self, metric: Metric, method: str = "rif", as_frame: bool = False) -> np.ndarray:
+    def scores(self, metric: Metric, method: str = "rif", as_frame: bool = False,
+               per_point: bool = False) -> np.ndarray:
         """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,).
 
         ``<grad f(theta), Delta theta_i>`` with ``Delta theta_i`` from IF or RIF; for a metric
@@ -190,10 +191,23 @@ class Attribution:
         quadratic term ``Delta theta_i^T H Delta theta_i / 2``. Costs one solve and one pass
         over X after the factorisation (plus the leverages for RIF). ``as_frame``: a
         DataFrame indexed by row id with the column ``method``.
+
+        ``per_point=True`` (a TestLoss, TestPrediction or Logit): one column per test row,
+        shape (n_samples, n_test), each the score on that row's own output; the columns sum
+        to the scores of the whole metric. All test rows share one solve with n_test
+        right-hand sides and one pass over X (the attribution matrix of dattri and TRAK, up
+        to sign: a removal effect here). ``as_frame``: columns ``0 .. n_test - 1``.
         """
         v.check_choice(method, "method", ("if", "rif"))
         self._check_metric(metric)
         est = self.estimators
+        if per_point:
+            if not hasattr(metric, "gradients"):
+                raise ValueError("per_point=True needs one output per test row: a TestLoss, TestPrediction "
+                                 f"or Logit, got {type(metric).__name__}")
+            Phi = np.asarray(metric.gradients(self.model, self.theta), dtype=np.float64)
+            out = est.if_scores(Phi) if method == "if" else est.rif_scores(Phi)
+            return self.to_frame(dict(enumerate(out.T))) if as_frame else out
         if metric.quadratic:
             rows = self.influence() if method == "if" else self.rescaled_influence()
             out = 0.5 * est.hess_quad(rows)

@@ -49,6 +49,11 @@ _LEVERAGE_ONE = 1.0 - 1e-12
 _QUAD_CELLS = 1 << 24          # entries of X D^T held at once by hess_quad
 
 
+def _col(v, ndim):
+    """``v`` (one entry per sample) shaped to scale the rows of an array of ``ndim`` dims."""
+    return v if ndim == 1 else v[:, None]
+
+
 class GLMEstimators:
     """Per-sample pieces of a fitted single-response GLM and the IF / RIF / NS formulas.
 
@@ -108,7 +113,7 @@ class GLMEstimators:
         shares = self.shares()
         out = part(shares[0])
         for cv in shares[1:]:
-            out = np.where(self.c == cv, part(cv), out)
+            out = np.where(_col(self.c == cv, out.ndim), part(cv), out)
         return out
 
     def prepare(self, threads: int = 1):
@@ -285,12 +290,16 @@ class GLMEstimators:
         return out
 
     def if_scores(self, phi):
-        """``<phi, IF_i>`` for every sample: one solve and one pass over X."""
+        """``<phi, IF_i>`` for every sample: one solve and one pass over X.
+
+        ``phi`` of shape (P,) gives shape (n,); of shape (P, k), k metric gradients at once
+        (one solve with k right-hand sides, one pass over X), shape (n, k)."""
         q = self.curvature.solve(phi)
-        return self.r * self.design.matvec(q) + self.s * float(self.b @ q)
+        return _col(self.r, q.ndim) * self.design.matvec(q) + _col(self.s, q.ndim) * (self.b @ q)
 
     def rif_scores(self, phi, on_singular: str = "raise"):
-        """``<phi, RIF_i>`` for every sample: one solve and one pass over X per share.
+        """``<phi, RIF_i>`` for every sample: one solve and one pass over X per share
+        (``phi`` of shape (P, k): k metrics at once, shape (n, k), as :meth:`if_scores`).
 
         A sample with leverage 1 (removing it leaves H singular) raises LeverageError, or
         with ``on_singular="nan"`` gets NaN (e.g. an audit that must not remove it)."""
@@ -302,17 +311,20 @@ class GLMEstimators:
         else:
             self.check_leverage(a)
 
+        nd = np.ndim(phi)
+
         def part(cv):
             Fc, t = self.curvature.shift(cv)
             q = Fc.solve(phi)
             if not self.per_sample:
-                return self.r / (1.0 - a) * self.design.matvec(q)
+                return _col(self.r / (1.0 - a), nd) * self.design.matvec(q)
             XQ = self.design.matvec(np.column_stack([q, t]))      # one pass for both
-            num = self.r + self.s * self.w * XQ[:, 1]
-            return num / (1.0 - a) * XQ[:, 0] + self.s * float(phi @ t)
+            num = self.r + self.s * self.w * XQ[:, -1]
+            Xq = XQ[:, 0] if nd == 1 else XQ[:, :-1]
+            return _col(num / (1.0 - a), nd) * Xq + _col(self.s, nd) * (t @ phi)
 
         out = self.by_share(part)
-        return out if bad is None or not bad.any() else np.where(bad, np.nan, out)
+        return out if bad is None or not bad.any() else np.where(_col(bad, nd), np.nan, out)
 
     def return_scores(self, phi, rows, s0):
         """``<phi, Delta theta>`` when each row of ``rows`` (weight 0 in this fit) comes back

@@ -92,6 +92,19 @@ class BlockEstimators(GLMEstimators):
     def _gather_all(self, v):
         return self.objective.linear(self.design, v)
 
+    def _gather_many(self, Q, rows=None):
+        """``E_i^T Q`` for k columns of Q (m p, k) at once: shape (n or len(rows), m, k);
+        every sample in one pass over X, or the given dense ``rows``."""
+        m, p, k = self._m, self._p, Q.shape[1]
+        Qb = Q.reshape(m, p, k).transpose(1, 0, 2).reshape(p, m * k)
+        Z = self.design.matvec(Qb) if rows is None else rows @ Qb
+        return Z.reshape(-1, m, k)
+
+    def _columns(self, k):
+        """Slices of k metric columns small enough that (n, m, columns) stays ~128 MiB."""
+        step = max(1, (1 << 24) // max(1, self.n_samples * self._m))
+        return [slice(j, min(k, j + step)) for j in range(0, k, step)]
+
     # ------------------------------------------------------------ leverage blocks
     def _all_blocks(self, factor):
         """``S_i = E_i^T H^{-1} E_i`` of every sample from the Cholesky factor of H."""
@@ -203,20 +216,34 @@ class BlockEstimators(GLMEstimators):
 
     # ------------------------------------------------------------ per-sample estimators
     def if_scores(self, phi):
+        """One solve and one pass over X; ``phi`` of shape (P, k): k metrics at once, shape
+        (n, k)."""
         q = self.curvature.solve(phi)
-        return np.einsum("na,na->n", self.r, self._gather_all(q)) + self.s * float(self.b @ q)
+        if q.ndim == 1:
+            return np.einsum("na,na->n", self.r, self._gather_all(q)) + self.s * float(self.b @ q)
+        out = np.empty((self.n_samples, q.shape[1]))
+        for cols in self._columns(q.shape[1]):
+            out[:, cols] = np.einsum("na,nak->nk", self.r, self._gather_many(q[:, cols]))
+        return out + self.s[:, None] * (self.b @ q)
 
     def rif_scores(self, phi, on_singular: str = "raise"):
-        """One solve and one pass over X after the leverage blocks."""
+        """One solve and one pass over X after the leverage blocks (``phi`` of shape (P, k):
+        k metrics at once, shape (n, k))."""
         idx = np.arange(self.n_samples)
         alpha = self.rif_coef(idx)
-        out = np.empty(self.n_samples)
+        out = np.empty((self.n_samples,) + np.shape(phi)[1:])
         for cv, sub in self.groups(idx):
             Fc, t = self.curvature.shift(cv)
             q = Fc.solve(phi)
-            Eq = self._gather_all(q)[sub] if sub.size == self.n_samples else \
-                self._gather(self.design.dense_rows(sub), q)
-            out[sub] = np.einsum("na,na->n", alpha[sub], Eq) + self.s[sub] * float(phi @ t)
+            rows = None if sub.size == self.n_samples else self.design.dense_rows(sub)
+            if q.ndim == 1:
+                Eq = self._gather_all(q) if rows is None else self._gather(rows, q)
+                out[sub] = np.einsum("na,na->n", alpha[sub], Eq) + self.s[sub] * float(phi @ t)
+                continue
+            for cols in self._columns(q.shape[1]):
+                Eq = self._gather_many(q[:, cols], rows)
+                out[sub, cols] = np.einsum("na,nak->nk", alpha[sub], Eq)
+            out[sub] += self.s[sub, None] * (t @ phi)
         return out
 
     def hess_quad(self, D):

@@ -91,27 +91,17 @@ class LDSResult:
                 f"{self.actual.shape[1]} test points: " + "; ".join(parts))
 
 
-def _split(metric):
-    """One metric per test row of a TestLoss or TestPrediction."""
+def _check_metric(metric):
+    """Per-test-point outputs are needed: a TestLoss or a TestPrediction."""
     from ..metrics import TestLoss, TestPrediction
     if not isinstance(metric, (TestLoss, TestPrediction)):
         raise ValueError("LDS and LOO correlation need per-test-point outputs: give a TestLoss or a "
                          f"TestPrediction, got {type(metric).__name__}")
-    X, y, off = metric.X, metric.y, metric.offset
-    n = X.shape[0]
-
-    def take(a, j):
-        if a is None:
-            return None
-        return a.iloc[j:j + 1] if hasattr(a, "iloc") else a[j:j + 1]
-
-    if isinstance(metric, TestLoss):
-        return [TestLoss(take(X, j), take(y, j), take(off, j)) for j in range(n)]
-    return [TestPrediction(take(X, j), take(off, j), label=metric.label) for j in range(n)]
+    return metric
 
 
-def _outputs(points, model, theta):
-    return np.array([f.value(model, theta) for f in points])
+def _outputs(metric, model, theta):
+    return metric.values(model, theta)
 
 
 def _check(att, methods, allowed):
@@ -139,13 +129,35 @@ def _summary(per_point, rng, n_boot=1000):
     return float(ok.mean()), (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
 
 
-def _score_matrix(att, points, method):
-    """``tau`` of shape (n_rows, n_test): each row's predicted linear change of each output."""
-    return np.column_stack([np.asarray(att.scores(f, method)) for f in points])
+def _score_matrix(att, metric, method):
+    """``tau`` of shape (n_rows, n_test): each row's predicted linear change of each output
+    (one solve with a right-hand side per test point)."""
+    return np.asarray(att.scores(metric, method, per_point=True))
+
+
+def _external(att, metric, scores, taken):
+    """Validate other tools' score matrices: name -> float array (n_samples, n_test)."""
+    if scores is None:
+        return {}
+    if not isinstance(scores, dict):
+        raise ValueError("scores must be a dict: name -> array of shape (n_samples, n_test)")
+    n, k = att.n_samples, metric._rows(att.model)[0].n
+    out = {}
+    for name, tau in scores.items():
+        if name in taken:
+            raise ValueError(f"scores: the name {name!r} is one of the methods; give another tool's scores another name")
+        tau = np.asarray(tau, dtype=np.float64)
+        if tau.shape != (n, k):
+            raise ValueError(f"scores[{name!r}] has shape {tau.shape}; give one row per training sample and one "
+                             f"column per test point: ({n}, {k})")
+        if not np.all(np.isfinite(tau)):
+            raise ValueError(f"scores[{name!r}] has non-finite entries")
+        out[name] = tau
+    return out
 
 
 def lds(att, metric, n_subsets: int = 50, fraction: float = 0.5, seed=0,
-        methods=("if", "rif", "rif-group", "ns-group"), progress: bool = False) -> LDSResult:
+        methods=("if", "rif", "rif-group", "ns-group"), progress: bool = False, scores=None) -> LDSResult:
     """The linear datamodeling score of each method (module docstring).
 
     Parameters
@@ -161,6 +173,11 @@ def lds(att, metric, n_subsets: int = 50, fraction: float = 0.5, seed=0,
     methods : sequence of {"if", "rif", "rif-group", "ns-group"}
     progress : bool
         A progress bar over the refits.
+    scores : dict, optional
+        Another tool's scores to measure on the same subsets and refits: name -> array of
+        shape (n_samples, n_test), entry (i, j) the predicted change of test output j when
+        row i is removed (dattri's IF matrix ``g_i^T H^{-1} g_test`` is such; negate scores
+        that measure a row's contribution). Evaluated as the additive methods are.
     """
     _check(att, methods, ADDITIVE + GROUP)
     if not (isinstance(n_subsets, (int, np.integer)) and n_subsets >= 3):
@@ -168,7 +185,8 @@ def lds(att, metric, n_subsets: int = 50, fraction: float = 0.5, seed=0,
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
-    points = _split(metric)
+    _check_metric(metric)
+    external = _external(att, metric, scores, methods)
     model = att.model
     alive = np.flatnonzero(np.asarray(model.objective_.s) > 0)
     n_remove = len(alive) - int(round(fraction * len(alive)))
@@ -176,46 +194,51 @@ def lds(att, metric, n_subsets: int = 50, fraction: float = 0.5, seed=0,
         raise ValueError(f"fraction={fraction} keeps all or none of the {len(alive)} rows")
     sets = [np.sort(rng.choice(alive, n_remove, replace=False)) for _ in range(int(n_subsets))]
     t0 = time.perf_counter()
-    base = _outputs(points, model, att.theta)
+    base = _outputs(metric, model, att.theta)
     predicted = {}
     for m in methods:
         if m in ADDITIVE:
-            tau = _score_matrix(att, points, m)
+            tau = _score_matrix(att, metric, m)
             predicted[m] = np.array([tau[T].sum(axis=0) for T in sets])
         else:
             how = "rif" if m == "rif-group" else "ns"
-            predicted[m] = np.array([_outputs(points, model, att.theta + att.delta(T, how)) - base for T in sets])
+            predicted[m] = np.array([_outputs(metric, model, att.theta + att.delta(T, how)) - base for T in sets])
+    for name, tau in external.items():
+        predicted[name] = np.array([tau[T].sum(axis=0) for T in sets])
     t_scores = time.perf_counter() - t0
-    actual, keep, t_refit = _refit_outputs(att, points, sets, base, progress)
+    actual, keep, t_refit = _refit_outputs(att, metric, sets, base, progress)
     return _result("lds", actual[keep], {m: p[keep] for m, p in predicted.items()},
                    [sets[i] for i in np.flatnonzero(keep)], int((~keep).sum()), rng, True,
                    {"scores": t_scores, "refits": t_refit})
 
 
-def loo_correlation(att, metric, rows=None, methods=ADDITIVE, seed=0, progress: bool = False) -> LDSResult:
+def loo_correlation(att, metric, rows=None, methods=ADDITIVE, seed=0, progress: bool = False,
+                    scores=None) -> LDSResult:
     """Per test point, the Pearson correlation between each row's score and its exact
     leave-one-out change, over ``rows`` (default: every training row), averaged over the test
-    points (module docstring)."""
+    points (module docstring). ``scores``: other tools' score matrices, as in :func:`lds`."""
     _check(att, methods, ADDITIVE)
     rng = np.random.default_rng(seed)
-    points = _split(metric)
+    _check_metric(metric)
+    external = _external(att, metric, scores, methods)
     model = att.model
     alive = np.flatnonzero(np.asarray(model.objective_.s) > 0)
     rows = alive if rows is None else np.asarray(rows, dtype=np.int64)
     if rows.size < 3:
         raise ValueError(f"rows: a correlation needs at least 3 rows, got {rows.size}")
     t0 = time.perf_counter()
-    predicted = {m: _score_matrix(att, points, m)[rows] for m in methods}
+    predicted = {m: _score_matrix(att, metric, m)[rows] for m in methods}
+    predicted.update({name: tau[rows] for name, tau in external.items()})
     t_scores = time.perf_counter() - t0
-    base = _outputs(points, model, att.theta)
+    base = _outputs(metric, model, att.theta)
     sets = [np.array([i]) for i in rows]
-    actual, keep, t_refit = _refit_outputs(att, points, sets, base, progress)
+    actual, keep, t_refit = _refit_outputs(att, metric, sets, base, progress)
     return _result("loo", actual[keep], {m: p[keep] for m, p in predicted.items()},
                    [sets[i] for i in np.flatnonzero(keep)], int((~keep).sum()), rng, False,
                    {"scores": t_scores, "refits": t_refit})
 
 
-def _refit_outputs(att, points, sets, base, progress, batch: int = 16):
+def _refit_outputs(att, metric, sets, base, progress, batch: int = 16):
     """Outputs of the certified refits without each set, minus the fit's; unconverged ones
     are flagged (keep False)."""
     model = att.model
@@ -233,7 +256,7 @@ def _refit_outputs(att, points, sets, base, progress, batch: int = 16):
             refits = att.retrain_many(chunk, skip_invalid=True)
         for i, refit in enumerate(refits, start=s):
             if refit is not None and refit.converged_:
-                actual[i] = _outputs(points, model, refit.theta_) - base
+                actual[i] = _outputs(metric, model, refit.theta_) - base
                 keep[i] = True
         if bar is not None:
             bar.update(len(chunk))
