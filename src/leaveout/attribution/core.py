@@ -151,9 +151,9 @@ class Attribution:
         ids = self.row_ids
         index = pd.Index(np.arange(self.n_samples) if ids is None else ids, name="id" if ids is not None else "row")
         cols = {k: np.asarray(v) for k, v in columns.items()}
-        for k, v in cols.items():
-            if v.ndim != 1 or v.shape[0] != self.n_samples:
-                raise ValueError(f"to_frame: column {k!r} has shape {v.shape}; give one value per training row "
+        for k, col in cols.items():
+            if col.ndim != 1 or col.shape[0] != self.n_samples:
+                raise ValueError(f"to_frame: column {k!r} has shape {col.shape}; give one value per training row "
                                  f"({self.n_samples})")
         return pd.DataFrame(cols, index=index)
 
