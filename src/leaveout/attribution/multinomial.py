@@ -27,9 +27,10 @@ Hessian), and ``alpha_i = v + R_i (I - Lambda_i)^{-1} R_i^T S_i v`` is evaluated
 stable form. NS: :math:`H_{-T} = H - C_T M - U U^\top` with
 :math:`U = [E_i R_i]_{i \in T}`, Woodbury on the :math:`|T| m` block.
 
-The leverage blocks of all samples cost one triangular solve per block column: block
-``a`` of ``E_i`` is zero above row ``a p``, so it is solved with the trailing part of the
-Cholesky factor only (``p^2 n m^3 / 3`` flops in all). No inverse of H is formed.
+The leverage blocks of all samples come from the inverse Cholesky factor ``L^{-1}``: block
+``a`` of ``E_i`` is x_i in rows ``a p .. (a+1) p``, so ``L^{-1} E_i e_a`` needs only those p
+columns of ``L^{-1}`` (``p^2 n m^2`` flops in all, in matrix products). No inverse of H is
+formed.
 """
 
 from __future__ import annotations
@@ -107,21 +108,27 @@ class BlockEstimators(GLMEstimators):
 
     # ------------------------------------------------------------ leverage blocks
     def _all_blocks(self, factor):
-        """``S_i = E_i^T H^{-1} E_i`` of every sample from the Cholesky factor of H."""
+        """``S_i = E_i^T H^{-1} E_i`` of every sample from the Cholesky factor of H.
+
+        With the inverse factor ``G = L^{-1}`` (one LAPACK ``trtri``), ``L^{-1} E_i e_a`` is
+        ``G[a p:, a p:(a+1) p] x_i``: a matrix product with the p columns of block a only,
+        ``2 p^2 n m (m+1) / 2`` flops for all samples, against ``p^2 n m^3 / 3`` for
+        triangular solves with the trailing factor (about 3x fewer for 10 classes)."""
         L, m, p, n = factor.L, self._m, self._p, self.n_samples
+        Ginv_t, info = la.lapack.dtrtri(L.T, lower=0)          # inv(L^T), upper; its .T is L^{-1}
+        if info != 0:
+            raise LeverageError("the Hessian's Cholesky factor is singular; add an L2 penalty")
+        G = Ginv_t.T
+        for a in range(m):          # dtrtri leaves H's other triangle in place: clear it
+            blk = G[a * p:(a + 1) * p, a * p:(a + 1) * p]
+            blk[np.triu_indices(p, 1)] = 0.0
         per_row = 8 * p * m * (m + 1) // 2
         step = max(1, min(n, _BLOCK_BYTES // per_row))
         out = np.empty((n, m, m))
         for start in range(0, n, step):
             stop = min(n, start + step)
-            rows = self.design.dense_rows(np.arange(start, stop))
-            V = []
-            for a in range(m):
-                # block a of E_i e_a is x_i, zero above: only L's trailing part is needed
-                rhs = np.zeros(((m - a) * p, stop - start))
-                rhs[:p] = rows.T
-                V.append(la.solve_triangular(L[a * p:, a * p:], rhs, lower=True,
-                                             overwrite_b=True, check_finite=False))
+            rowsT = self.design.dense_rows(np.arange(start, stop)).T
+            V = [G[a * p:, a * p:(a + 1) * p] @ rowsT for a in range(m)]
             for a in range(m):
                 for b in range(a, m):
                     val = np.einsum("ij,ij->j", V[a][(b - a) * p:], V[b])

@@ -317,6 +317,40 @@ class SoftmaxObjective(Objective):
         Zv = self.zdir(v)
         return self.linear_t(self.design, np.einsum("nab,nb->na", K, Zv)) + self.lam * self.pen * v
 
+    def structured_solver(self, z):
+        """An exact ``H^{-1}`` at a point where every row has the same class probabilities
+        (``theta = 0``, where a fit starts), or None elsewhere.
+
+        There ``s_i K_i = s_i K_0``, so ``H(B) = K_0 B G + lam B D`` for ``theta = vec(B)``,
+        B of shape (m, p), ``G = A^T diag(s) A`` and ``D`` the penalty of one block. With
+        ``K_0 = V diag(mu) V^T`` the rows of ``C = V^T B`` decouple:
+        ``C_a (mu_a G + lam D) = (V^T R)_a``. One Gram matrix and m (p, p) factors replace
+        the m (m + 1) / 2 Gram matrices and the (m p, m p) factor of :meth:`hessian_at`.
+        """
+        from .._linalg import cho_solve, cholesky
+        C = self.loss.curvature(self.y, z)
+        m, p = self.n_blocks, self.design.p
+        pen = self.pen.reshape(m, p)
+        same = np.max(np.abs(C - C[0])) <= 1e-13 * np.max(np.abs(C[0]))   # rounding of equal rows
+        if not (same and np.all(pen == pen[0]) and np.ndim(self.lam) == 0):
+            return None
+        mu, V = np.linalg.eigh(C[0])
+        G = self.design.weighted_gram(np.asarray(self.s, dtype=np.float64))
+        D = self.lam * pen[0]
+        try:
+            factors = []
+            for a in range(m):
+                Ha = mu[a] * G
+                Ha[np.diag_indices_from(Ha)] += D
+                factors.append(cholesky(Ha))
+        except SingularHessianError:
+            return None
+
+        def solve(r):
+            Rr = V.T @ np.asarray(r).reshape(m, p)
+            return (V @ np.stack([cho_solve(F, Rr[a]) for a, F in enumerate(factors)])).ravel()
+        return solve
+
     def without_each(self, Ts):
         raise ValueError("lockstep refits are not available for the multinomial family")
 

@@ -105,8 +105,11 @@ def _solve_one(obj, theta0, tol, max_iter, precond, max_cg) -> NewtonResult:
                 f"the training data are linearly separable, so the unpenalised fit has no finite optimum; {SINGULAR_HINT}")
         w = obj.keep(obj.weights_at(z))
         if M is None:
-            L = cholesky(obj.hessian_at(z))
-            M = lambda r, L=L: cho_solve(L, r)  # noqa: E731
+            # an objective may solve with H exactly without forming it (the multinomial start)
+            M = getattr(obj, "structured_solver", lambda z: None)(z)
+            if M is None:
+                L = cholesky(obj.hessian_at(z))
+                M = lambda r, L=L: cho_solve(L, r)  # noqa: E731
             n_hess += 1
             p = -M(g)
         else:
