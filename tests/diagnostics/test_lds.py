@@ -196,3 +196,19 @@ def test_other_tools_scores_are_measured_on_the_same_refits(problem):
         lds(att, TestLoss(Xt, yt), scores={"bad": np.zeros((3, 4))})
     with pytest.raises(ValueError, match="is one of the methods"):
         lds(att, TestLoss(Xt, yt), methods=("if",), scores={"if": tau})
+
+
+def test_scores_added_afterwards_equal_those_given_up_front(problem):
+    X, y, Xt, yt = problem
+    att = lo.Attribution(lo.GLM(l2=L2, tol=1e-12).fit(X, y))
+    _, _, _, _, IF, RIF, phi = _dense(X, y, Xt, yt, att.theta)
+    given = {"a": IF @ phi.T, "b": RIF @ phi.T}
+    up_front = lds(att, TestLoss(Xt, yt), n_subsets=6, seed=4, methods=("if",), scores=given)
+    later = lds(att, TestLoss(Xt, yt), n_subsets=6, seed=4, methods=("if",)).add_scores(given)
+    for name in given:
+        np.testing.assert_allclose(later.per_point[name], up_front.per_point[name], rtol=1e-12)
+        np.testing.assert_allclose(later.predicted[name], up_front.predicted[name], rtol=1e-12)
+    loo = loo_correlation(att, TestLoss(Xt, yt), rows=np.arange(0, 40, 4)).add_scores({"b": RIF @ phi.T})
+    np.testing.assert_allclose(loo.per_point["b"], loo.per_point["rif"], rtol=1e-9)
+    with pytest.raises(ValueError, match="measured already"):
+        later.add_scores({"a": given["a"]})

@@ -78,6 +78,25 @@ class LDSResult:
     n_unconverged: int = 0
     seconds: dict = field(default_factory=dict)
 
+    def add_scores(self, scores: dict, seed=0) -> "LDSResult":
+        """Measure more score matrices against the refits already made (no new refit):
+        name -> array (n_samples, n_test) in the removal convention of :func:`lds`. Adds
+        their entries to ``score``, ``interval``, ``per_point`` and ``predicted``; returns
+        self."""
+        n_test = self.actual.shape[1]
+        rng = np.random.default_rng(seed)
+        for name, tau in scores.items():
+            tau = np.asarray(tau, dtype=np.float64)
+            if name in self.predicted:
+                raise ValueError(f"scores: {name!r} is measured already; give it another name")
+            if tau.ndim != 2 or tau.shape[1] != n_test or any(T.max() >= tau.shape[0] for T in self.sets):
+                raise ValueError(f"scores[{name!r}] has shape {tau.shape}; give one row per training sample and "
+                                 f"one column per test point ({n_test})")
+            self.predicted[name] = np.array([tau[T].sum(axis=0) for T in self.sets])
+            self.per_point[name] = _columnwise(self.actual, self.predicted[name], self.kind == "lds")
+            self.score[name], self.interval[name] = _summary(self.per_point[name], rng)
+        return self
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "score": dict(self.score),
                 "interval": {k: list(v) for k, v in self.interval.items()},
