@@ -357,6 +357,20 @@ def test_hess_quad_in_pieces_matches_the_dense_hessian(monkeypatch):
     np.testing.assert_allclose(att.estimators.hess_quad(D), want, rtol=1e-10)
 
 
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_hess_quad_through_the_factor_matches_the_dense_hessian(penalty, monkeypatch):
+    """Many rows take ||L^T d||^2 from the Cholesky factor; the pass through X is its twin."""
+    from leaveout.attribution import estimators
+    X, y, s, m, att, (A, g, Hs, H, w) = setup(penalty, True, False, "random", seed=15)
+    D = np.random.default_rng(2).normal(size=(50, A.shape[1]))
+    want = np.einsum("ij,jk,ik->i", D, H, D)
+    assert isinstance(att.curvature.factor, estimators.PrimalFactor)
+    fast = att.estimators.hess_quad(D)
+    np.testing.assert_allclose(fast, want, rtol=1e-10)
+    monkeypatch.setattr(estimators, "PrimalFactor", type("NoFactor", (), {}))    # force the pass through X
+    np.testing.assert_allclose(att.estimators.hess_quad(D), fast, rtol=1e-10)
+
+
 @pytest.mark.parametrize("label", [0, 1])
 def test_newton_step_and_retrain_refuse_a_set_emptying_either_class(label):
     X, y, s, m, att, _ = setup("fixed", True, False, "uniform", seed=15, n=40)

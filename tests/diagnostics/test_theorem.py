@@ -100,6 +100,26 @@ def test_set_diagnostics_gap_and_indicators():
         assert d.held and d.gap <= d.bound
 
 
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_set_diagnostics_of_all_metrics_at_once_equal_one_at_a_time(penalty):
+    """The trust report's shared per-set pass against set_diagnostics, metric by metric."""
+    from leaveout.diagnostics.indicators import set_diagnostics_many
+    from leaveout.diagnostics.theorem import _Pieces
+    X, y = make_data(n=80, d=5, seed=8)
+    att = lo.Attribution(lo.GLM(l2=0.5, penalty=penalty).fit(X, y))
+    Xt, yt = make_data(n=6, d=5, seed=9)
+    metrics = {"pred": TestPrediction(Xt), "loss": TestLoss(Xt, yt), "self": SelfLoss()}
+    pieces = {k: _Pieces(att, f) for k, f in metrics.items()}
+    base = {k: theorem_constants(att, f) for k, f in metrics.items()}
+    for T in (np.array([4]), np.array([1, 7, 30, 31, 60])):
+        G, system = att.newton_system(T, cache=False)
+        many = set_diagnostics_many(att, metrics, T, G, system.apply(G), att.delta(T, "rif"), pieces, base)
+        for k, f in metrics.items():
+            one = set_diagnostics(att, f, T, base[k], pieces[k]).to_dict()
+            for field, value in many[k].to_dict().items():
+                assert value == pytest.approx(one[field], rel=1e-10, abs=1e-14), (k, field)
+
+
 def test_report_and_check_cli(tmp_path, capsys):
     """`leaveout check --json`: the constants equal their dense definitions, the calibration's
     NS statistics describe refits done here, and every method and metric is reported."""

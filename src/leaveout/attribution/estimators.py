@@ -40,7 +40,7 @@ import numpy as np
 
 from ..exceptions import LeverageError
 from .curvature import Curvature
-from .factors import make_factor
+from .factors import PrimalFactor, make_factor
 
 __all__ = ["GLMEstimators"]
 
@@ -139,8 +139,21 @@ class GLMEstimators:
         return self.design.dense_rows(idx) @ q
 
     def hess_quad(self, D):
-        """``d^T H d`` for each row d of ``D`` (k, p), without forming H."""
+        """``d^T H d`` for each row d of ``D`` (k, p), without forming H.
+
+        Many rows with a Cholesky factor ``H = L L^T`` at hand and p < n: ``||L^T d||^2``
+        (``k p^2`` flops, against ``k n p`` through X)."""
         D2 = np.atleast_2d(D)
+        factor = self.curvature.factor
+        P = D2.shape[1]
+        if isinstance(factor, PrimalFactor) and factor.L.shape == (P, P) and D2.shape[0] > 8 and P < self.n_samples:
+            Lt = np.tril(factor.L)               # the array keeps H's other triangle above L
+            out = np.empty(D2.shape[0])
+            step = max(1, _QUAD_CELLS // P)
+            for lo in range(0, D2.shape[0], step):
+                Y = D2[lo:lo + step] @ Lt
+                out[lo:lo + step] = np.einsum("ij,ij->i", Y, Y)
+            return out if np.ndim(D) > 1 else float(out[0])
         obj = self.objective
         out = obj.lam * np.einsum("ij,ij->i", D2 * obj.pen, D2)
         step = max(1, _QUAD_CELLS // max(self.n_samples, 1))    # X D^T in (n, step) pieces

@@ -59,6 +59,18 @@ def _sets(att, metrics, n_sets, fractions, rng):
     return out[:max(n_sets, 1)]
 
 
+def _systems(att, Ts):
+    """``(G, system)`` of every set, or None when one of them has no well-posed refit (the
+    refits then build their own, one set at a time)."""
+    from ..exceptions import SingularHessianError
+    if att.estimators.objective.n_blocks > 1 or not att.design.local:
+        return None                      # refitted one set at a time, each with its own system
+    try:
+        return [att.newton_system(T, cache=False) for T in Ts]
+    except (ValueError, SingularHessianError):
+        return None
+
+
 def _rule(a, p):
     """``(slope, median relative error)`` and whether they pass the reliability rule."""
     nz = a != 0
@@ -118,19 +130,22 @@ def calibrate(att, metrics: dict, n_sets: int = 30, fractions=DEFAULT_FRACTIONS,
     """
     rng = np.random.default_rng(seed)
     sets = _sets(att, metrics, n_sets, fractions, rng)
-    Ts = [T for _kind, T in sets]
+    Ts = [att._check_T(T) for _kind, T in sets]
+    systems = _systems(att, Ts)          # each set's Newton system, built once for NS and its refit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        refits = att.retrain_many(Ts, skip_invalid=True)       # a set that empties a class gives None
+        refits = att.retrain_many(Ts, skip_invalid=True, systems=systems)   # a set that empties a class gives None
     rows = []
-    for (kind, T), refit in zip(sets, refits):
+    for j, ((kind, T), refit) in enumerate(zip(sets, refits)):
         if refit is None or not refit.converged_:
             continue
-        deltas = {"actual": refit.theta_ - att.theta}
-        deltas.update({m: att.delta(T, m) for m in METHODS})
+        deltas = {"actual": refit.theta_ - att.theta, "if": att.delta(T, "if"), "rif": att.delta(T, "rif")}
+        G, system = systems[j] if systems is not None else att.newton_system(T)
+        deltas["ns"] = system.apply(G)
         eff = att.effects_of(deltas, metrics)
+        steps = {"G": G, "ns": deltas["ns"], "rif": deltas["rif"]}      # shared by the set's rows
         for name in metrics:
-            row = {"kind": kind, "k": int(T.size), "T": T, "metric": name}
+            row = {"kind": kind, "k": int(T.size), "T": T, "metric": name, "steps": steps}
             row.update({m: eff[name][m][0] for m in deltas})
             rows.append(row)
     stats, verdicts = {}, {}

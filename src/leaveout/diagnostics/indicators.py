@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .theorem import _Pieces, set_constants
+from .theorem import TheoremConstants, _Pieces, set_constants
 
-__all__ = ["SetDiagnostics", "set_diagnostics", "step_indicators", "ProtocolTrust", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
+__all__ = ["SetDiagnostics", "set_diagnostics", "set_diagnostics_many", "step_indicators", "ProtocolTrust", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
 
 DECREMENT_LIMIT = 0.5
 CHANGE_LIMIT = 1.0
@@ -84,6 +84,37 @@ def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDi
     g_applies = None if global_constants is None else bool(global_constants.applies(T.size))
     return SetDiagnostics(int(T.size), gap, bound, bool(applies), g_applies,
                           (gap <= bound * (1 + 1e-9)) if applies else None, decrement, train, test, bool(outside))
+
+
+def set_diagnostics_many(att, metrics: dict, T, G, ns, rif, pieces: dict, global_constants: dict | None = None) -> dict:
+    """:func:`set_diagnostics` of every metric for one set, from the set's gradient ``G`` and
+    NS / RIF steps already computed: the set's constants (its pairs), the decrement and the
+    training rows' change are computed once; eta, the gap and the metric rows' change per
+    metric. Returns metric name -> :class:`SetDiagnostics`."""
+    T = np.sort(np.asarray(T))
+    first = pieces[next(iter(metrics))]
+    delta, eps = first.pair_maxima(T, T) if T.size > 1 else (0.0, 0.0)
+    C_R = float(np.max(1.0 / (1.0 - np.clip(first.lev[T], None, 1 - 1e-16))))
+    C_ell = float(np.max(first.grad_norms(T)))
+    k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+    decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
+    train = float(np.max(np.abs(np.asarray(att.design.matvec(ns)))))
+    quadratic = att.estimators.objective.loss.name == "squared"
+    out = {}
+    for name, metric in metrics.items():
+        phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
+        gap = abs(float(phi @ (ns - rif)))
+        eta = float(np.max(pieces[name].sw[T] * np.abs(pieces[name].xf[T])))
+        c = TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
+        bound, applies = c.bound(T.size), c.applies(T.size)
+        rows = _metric_rows(att, metric)
+        test = float(np.max(np.abs(rows.matvec(ns)))) if rows is not None else 0.0
+        outside = not quadratic and (decrement > DECREMENT_LIMIT or max(train, test) > CHANGE_LIMIT)
+        g = None if global_constants is None else bool(global_constants[name].applies(T.size))
+        out[name] = SetDiagnostics(int(T.size), gap, bound, bool(applies), g,
+                                   (gap <= bound * (1 + 1e-9)) if applies else None, decrement, train, test,
+                                   bool(outside))
+    return out
 
 
 class ProtocolTrust:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import DEFAULT_FRACTIONS, calibrate
-from .indicators import set_diagnostics
+from .indicators import set_diagnostics_many
 from .theorem import TheoremConstants, _Pieces, theorem_constants
 
 __all__ = ["TrustReport", "diagnose"]
@@ -106,8 +106,14 @@ def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0
     sets, spearman = [], {}
     if n_sets and rows:
         base_by_metric = {m: TheoremConstants(**{**base.to_dict(), "eta": eta[m]}) for m in names}
+        done = {}                       # the set's diagnostics, once for all metrics
         for r in rows:
-            d = set_diagnostics(att, metrics[r["metric"]], r["T"], base_by_metric[r["metric"]], pieces[r["metric"]])
+            key = id(r["steps"])
+            if key not in done:
+                st = r["steps"]
+                done[key] = set_diagnostics_many(att, metrics, r["T"], st["G"], st["ns"], st["rif"], pieces,
+                                                 base_by_metric)
+            d = done[key][r["metric"]]
             rec = {**d.to_dict(), "metric": r["metric"], "kind": r["kind"],
                    "ns_error": abs(r["ns"] - r["actual"]) / max(abs(r["actual"]), 1e-300)}
             sets.append(rec)
