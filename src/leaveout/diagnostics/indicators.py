@@ -92,8 +92,15 @@ def set_diagnostics_many(att, metrics: dict, T, G, ns, rif, pieces: dict, global
     training rows' change are computed once; eta, the gap and the metric rows' change per
     metric. Returns metric name -> :class:`SetDiagnostics`."""
     T = np.sort(np.asarray(T))
+    from .theorem import _pairs_from_half
     first = pieces[next(iter(metrics))]
-    delta, eps = first.pair_maxima(T, T) if T.size > 1 else (0.0, 0.0)
+    factor = att.curvature.factor
+    if T.size < 2:
+        delta = eps = 0.0
+    elif factor.half_solves:                    # A = Z^T Z with Z = L^{-1} X_T^T: half the solves
+        delta, eps = _pairs_from_half(first, factor, T)
+    else:
+        delta, eps = first.pair_maxima(T, T)
     C_R = float(np.max(1.0 / (1.0 - np.clip(first.lev[T], None, 1 - 1e-16))))
     C_ell = float(np.max(first.grad_norms(T)))
     k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
