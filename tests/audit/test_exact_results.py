@@ -1,6 +1,7 @@
 """Every field of the exact methods' answers (bound, witness, label, optimality, status)
 against brute force over all subsets: what a certificate reports is what it proved."""
 
+import importlib
 import itertools
 
 import numpy as np
@@ -307,3 +308,98 @@ def test_opposite_target_is_certified_by_the_sign_bound_and_says_so():
     assert opp.lower == sign.lower and sign.optimal and sign.witness
     assert opp.method == sign.method + " (sign bound: a significant opposite sign needs a flip)"
     assert opp.optimal is False and opp.witness is None
+
+
+def _problem(seed, two=False):
+    rng = np.random.default_rng(seed)
+    n = 12
+    x = rng.normal(size=n)
+    y = 0.5 * x + rng.normal(size=n)
+    y = y if np.polyfit(x, y, 1)[0] > 0 else -y
+    X = np.column_stack([x, rng.normal(size=n)]) if two else x[:, None]
+    return X, y
+
+
+def _cert(X, y, method, upper=None):
+    import leaveout as lo
+    from leaveout.audit.certify import certify
+    from leaveout.audit.targets import Snapshot, Target
+    from leaveout.metrics import Coefficient
+    m = lo.GLM("squared", l2=0).fit(X, y)
+    return certify(lo.Attribution(m), Coefficient(0), Target("sign", Snapshot(float(m.theta_[0]))),
+                   upper=upper, method=method)
+
+
+def _brute_min(X, y, kmax):
+    """The fewest rows whose removal flips the first coefficient's sign (None up to kmax)."""
+    A = np.column_stack([X, np.ones(len(y))])
+    b0 = np.linalg.lstsq(A, y, rcond=None)[0][0]
+    for k in range(1, kmax + 1):
+        for T in itertools.combinations(range(len(y)), k):
+            keep = np.setdiff1d(np.arange(len(y)), T)
+            if np.linalg.matrix_rank(A[keep]) == A.shape[1] and np.sign(np.linalg.lstsq(A[keep], y[keep], rcond=None)[0][0]) != np.sign(b0):
+                return k
+    return None
+
+
+TRIANGLE = "rubinstein-hopkins (triangle bounds)"
+
+
+def test_pairs_route_against_the_upper_end():
+    """One continuous regressor (triangle bound 3, true minimum 5): where the found count's
+    upper end K sits against the bound decides whether the pairs MIP runs."""
+    X, y = _problem(6)
+    assert _brute_min(X[:, 0:1], y, 5) == 5 and _cert(X, y, "bound").lower == 3
+    c = _cert(X, y, "auto")                                  # K = n - d - 1: the MIP proves the minimum
+    assert (c.lower, c.method, c.optimal, c.note) == (5, "exact (pairs MIP, HiGHS)", True, None)
+    assert _flips(X[:, 0], y, np.ones(12), c.witness)
+    c = _cert(X, y, "auto", upper=4)                         # K = 3 = the bound: the MIP shows none of 3 rows
+    assert (c.lower, c.method, c.optimal, c.witness) == (4, "exact (pairs MIP, HiGHS)", False, None)
+    c = _cert(X, y, "auto", upper=3)                         # K = 2 < the bound: the bound answers
+    assert (c.lower, c.method, c.optimal, c.witness) == (3, TRIANGLE, False, None)
+    c = _cert(X, y, "exact", upper=3)                        # exact: the MIP proves it on its own
+    assert (c.lower, c.method, c.optimal, c.witness) == (3, "exact (pairs MIP, HiGHS)", False, None)
+
+
+def test_pairs_mip_too_large_or_stopped_is_reported(monkeypatch):
+    C = importlib.import_module("leaveout.audit.certify")
+    X, y = _problem(6)
+    real = C.pairs_mip
+    monkeypatch.setattr(C, "pairs_mip", lambda *a, **k: real(*a, max_pairs=1, **k))
+    c = _cert(X, y, "auto")
+    assert (c.lower, c.method, c.note) == (3, TRIANGLE, "the pairs MIP is too large for this n")
+    stopped = exact.ExactResult(4, None, "exact (pairs MIP, HiGHS)", False, "time limit")
+    monkeypatch.setattr(C, "pairs_mip", lambda *a, **k: stopped)
+    c = _cert(X, y, "auto")
+    assert (c.lower, c.method, c.optimal, c.witness) == (4, "dual bound at the time limit (pairs MIP, HiGHS)", False, None)
+    assert c.note.startswith("time limit hit: the mixed-integer program stopped before proving its optimum")
+
+
+def test_bigm_route_its_size_limits_and_its_reach(monkeypatch):
+    """Two regressors: the big-M MIP runs for small problems only (d <= 6, n <= 2,000), reports
+    its optimum and witness with the bound's details, and says where its constants stop."""
+    C = importlib.import_module("leaveout.audit.certify")
+    X, y = _problem(5, two=True)
+    truth = _brute_min(X, y, 4)
+    bound = _cert(X, y, "bound")
+    c = _cert(X, y, "auto")
+    assert (c.lower, c.method, c.optimal, c.note) == (truth, "exact (MIP, HiGHS, d=3)", True, None)
+    assert c.details == bound.details and bound.lower <= truth
+    A = np.column_stack([X, np.ones(12)])
+    keep = np.setdiff1d(np.arange(12), c.witness)
+    assert len(c.witness) == truth and np.linalg.lstsq(A[keep], y[keep], rcond=None)[0][0] < 0
+    for name, edge in (("_MIP_MAX_D", 3), ("_MIP_MAX_N", 12)):
+        monkeypatch.setattr(C, name, edge)                   # at the limit: still small
+        assert _cert(X, y, "auto").method == "exact (MIP, HiGHS, d=3)"
+        monkeypatch.setattr(C, name, edge - 1)               # beyond it: the bound alone
+        assert _cert(X, y, "auto").method == TRIANGLE
+        assert _cert(X, y, "exact").method == "exact (MIP, HiGHS, d=3)"    # exact runs it anyway
+        monkeypatch.undo()
+    # bound 3, the design singular beyond 3 rows: the MIP proves no flip of 3 rows, and says why it stops
+    X, y = _problem(9, two=True)
+    assert _brute_min(X, y, 4) is None and _cert(X, y, "bound").lower == 3
+    c = _cert(X, y, "auto")
+    assert (c.lower, c.method, c.optimal, c.witness) == (4, "exact (MIP, HiGHS, d=3)", False, None)
+    assert c.note == "the MIP's constants hold up to 3 rows (the singularity of the design)"
+    c = _cert(X, y, "auto", upper=4)                         # K = 3 = the bound: the MIP still runs, no note
+    assert (c.lower, c.method, c.note) == (4, "exact (MIP, HiGHS, d=3)", None)
