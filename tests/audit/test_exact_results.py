@@ -403,3 +403,34 @@ def test_bigm_route_its_size_limits_and_its_reach(monkeypatch):
     assert c.note == "the MIP's constants hold up to 3 rows (the singularity of the design)"
     c = _cert(X, y, "auto", upper=4)                         # K = 3 = the bound: the MIP still runs, no note
     assert (c.lower, c.method, c.note) == (4, "exact (MIP, HiGHS, d=3)", None)
+
+
+@pytest.mark.parametrize("m", [0, 1, 4, 5, 6, 9])
+def test_top_cumsum_against_sorting(m):
+    """Each row's diagonal entry, then plus the running sums of its largest off-diagonal
+    entries (at most n - 1 of them), against a plain sort."""
+    from leaveout.audit.bounds import _top_cumsum
+    rng = np.random.default_rng(m)
+    block = rng.normal(size=(3, 6))
+    block[0, 1] = block[0, 4] = 2.5                     # ties
+    diag_cols = np.array([2, 0, 5])
+    got = _top_cumsum(block, diag_cols, m)
+    mm = min(m, 5)
+    assert got.shape == (3, mm + 1)
+    for r in range(3):
+        others = np.sort(np.delete(block[r], diag_cols[r]))[::-1][:mm]
+        want = block[r, diag_cols[r]] + np.r_[0.0, np.cumsum(others)]
+        np.testing.assert_allclose(got[r], want, rtol=1e-14, atol=1e-14)
+
+
+def test_triangle_bounds_cover_the_sizes_asked_for():
+    """k runs from 1 to min(k_max, n - d - 1): every size asked for, and no size whose refit
+    would have no residual degrees of freedom."""
+    rng = np.random.default_rng(12)
+    n = 14
+    X = np.column_stack([rng.normal(size=(n, 2)), np.ones(n)])
+    P = OLSProblem(X, X @ [0.4, -0.2, 1.0] + rng.normal(size=n), np.array([1.0, 0.0, 0.0]))
+    for k_max, want in ((1, 1), (2, 2), (5, 5), (n - 4, n - 4), (n - 3, n - 4), (100, n - 4)):
+        tb = triangle_bounds(P, k_max)
+        assert list(tb.k) == list(range(1, want + 1)) and len(tb.U) == len(tb.lam) == want, k_max
+        assert set(tb.exact_delta) == ({1, 2} if want >= 2 else {1})
