@@ -434,3 +434,80 @@ def test_triangle_bounds_cover_the_sizes_asked_for():
         tb = triangle_bounds(P, k_max)
         assert list(tb.k) == list(range(1, want + 1)) and len(tb.U) == len(tb.lam) == want, k_max
         assert set(tb.exact_delta) == ({1, 2} if want >= 2 else {1})
+
+
+def test_bigm_mip_removes_a_row_at_most_once():
+    """Here giving row 0 (or 5) weight -1, a row removed twice, would flip the sign, while no
+    real removal of fewer than 3 rows does: the MIP must prove 3, not find 2."""
+    rng = np.random.default_rng(2)
+    n = 10
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    y = 0.6 * x + rng.normal(size=n) * 0.5
+    A = np.column_stack([x, z, np.ones(n)])
+    w = np.ones(n)
+    w[0] = -1.0
+    assert np.linalg.solve((A * w[:, None]).T @ A, (A * w[:, None]).T @ y)[0] < 0 < np.linalg.lstsq(A, y, rcond=None)[0][0]
+    assert _brute_min(A[:, :2], y, 2) is None
+    P = OLSProblem(A, y, np.array([1.0, 0.0, 0.0]))
+    r = exact.bigm_mip(P, 2, triangle_bounds(P, 2).gamma(2))
+    assert (r.lower, r.witness, r.optimal, r.status) == (3, None, False, "infeasible")
+
+
+def test_pairs_mip_removes_a_row_at_most_once():
+    """As for the big-M MIP: weight -1 on row 9 would flip the slope; no removal of up to 4
+    rows does, so the pairs MIP proves 5."""
+    rng = np.random.default_rng(11)
+    n = 10
+    x = rng.normal(size=n)
+    y = 0.6 * x + rng.normal(size=n) * 0.5
+    A = np.column_stack([x, np.ones(n)])
+    w = np.ones(n)
+    w[9] = -1.0
+    assert np.sign(np.linalg.solve((A * w[:, None]).T @ A, (A * w[:, None]).T @ y)[0]) != np.sign(np.polyfit(x, y, 1)[0])
+    assert _brute_min(x[:, None], y, 4) is None
+    r = exact.pairs_mip(x, y, np.ones(n), 4)
+    assert (r.lower, r.witness, r.optimal, r.status) == (5, None, False, "infeasible")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bigm_mip_never_removes_a_leverage_one_row(seed):
+    """Row 0 alone carries a dummy column (leverage 1): removing it leaves the design singular,
+    so no flip may use it; the MIP's answer is the brute-force minimum over the other rows."""
+    rng = np.random.default_rng(40 + seed)
+    n = 11
+    x = rng.normal(size=n)
+    dummy = np.zeros(n)
+    dummy[0] = 1.0
+    y = 0.4 * x + rng.normal(size=n) * 0.6
+    y[0] = -30.0 * np.sign(np.polyfit(x, y, 1)[0]) * x[0]     # far off the line: only the dummy absorbs it
+    A = np.column_stack([x, dummy, np.ones(n)])
+    P = OLSProblem(A, y, np.array([1.0, 0.0, 0.0]))
+    assert 0 not in P.pool
+    tb = triangle_bounds(P, 3)
+    K = max(1, min(3, int(np.sum(np.cumprod(tb.lam < 1)))))
+    r = exact.bigm_mip(P, K, tb.gamma(K))
+    truth = _brute_min(A[:, :2], y, K)
+    assert r.lower == (truth if truth is not None else K + 1)
+    assert r.witness is None or 0 not in r.witness
+
+
+@pytest.mark.parametrize("noise", [1e-3, 1e3])
+def test_bigm_mip_on_residuals_far_from_unit_scale(noise):
+    """The MIP works on residuals scaled to unit size; its bounds must scale with them. Tiny
+    and huge residuals: the answer is still the brute-force minimum, with a flipping witness."""
+    rng = np.random.default_rng(31)
+    n = 12
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    y = (-0.2 * x + rng.normal(size=n)) * noise
+    x[0], y[0] = 5.0, 8.0 * noise                       # one row carries a positive slope
+    A = np.column_stack([x, z, np.ones(n)])
+    assert np.linalg.lstsq(A, y, rcond=None)[0][0] > 0
+    truth = _brute_min(A[:, :2], y, 3)
+    P = OLSProblem(A, y, np.array([1.0, 0.0, 0.0]))
+    tb = triangle_bounds(P, 3)
+    K = max(1, min(3, int(np.sum(np.cumprod(tb.lam < 1)))))
+    r = exact.bigm_mip(P, K, tb.gamma(K))
+    assert truth is not None and truth <= K
+    assert (r.lower, r.optimal) == (truth, True)
+    keep = np.setdiff1d(np.arange(n), r.witness)
+    assert len(r.witness) == truth and np.linalg.lstsq(A[keep], y[keep], rcond=None)[0][0] < 0
