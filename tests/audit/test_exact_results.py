@@ -511,3 +511,17 @@ def test_bigm_mip_on_residuals_far_from_unit_scale(noise):
     assert (r.lower, r.optimal) == (truth, True)
     keep = np.setdiff1d(np.arange(n), r.witness)
     assert len(r.witness) == truth and np.linalg.lstsq(A[keep], y[keep], rcond=None)[0][0] < 0
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_sizes_stop_where_the_refit_keeps_a_residual(n):
+    """Rows 1 and 2 alone have a negative slope, every three rows a positive one: a flip needs
+    n - 2 removals, which leave no residual degree of freedom. Every method examines sizes
+    up to n - d - 1 only and proves n - d, with no witness."""
+    x = np.array([0.0, 1.0, 2.0, 3.0, 4.0])[:n]
+    y = np.array([0.0, 1.2, 1.1, 3.0, 4.0])[:n]
+    assert _brute_min(x[:, None], y, n - 3) is None and _brute_min(x[:, None], y, n - 2) == n - 2
+    for method, label in (("auto", TRIANGLE), ("bound", TRIANGLE), ("exact", "exact (pairs MIP, HiGHS)")):
+        c = _cert(x[:, None], y, method)
+        assert (c.lower, c.method, c.optimal, c.witness) == (n - 2, label, False, None), method
+        assert c.details["k"] == n - 3
