@@ -188,3 +188,20 @@ def test_relabel_suspicion_ranks_like_refits_with_the_flipped_label():
     assert spearmanr(score[rows], drop)[0] > 0.8
     top = np.argsort(-score)[:20]
     assert np.isin(top, flipped).sum() >= 6            # 10 % flipped: chance finds 2
+
+
+def test_relabel_suspicion_uses_the_method_asked_for(fitted):
+    """kind="relabel": with method="if" the one Newton step of the flipped label, from a dense
+    Hessian here; with "rif" the relabelling estimate; the two differ."""
+    X, y, Xv, yv, m, att = fitted
+    A = np.column_stack([X, np.ones(len(y))])
+    p = 1 / (1 + np.exp(-A @ m.theta_))
+    H = (A * (p * (1 - p))[:, None]).T @ A + np.diag([0.5] * X.shape[1] + [0.0])
+    Av = np.column_stack([Xv, np.ones(len(yv))])
+    phi = Av.T @ (1 / (1 + np.exp(-Av @ m.theta_)) - yv)             # gradient of the summed validation loss
+    want_if = (2 * y - 1) * (A @ np.linalg.solve(H, phi))            # minus <phi, -H^{-1} (2y - 1) x_i>
+    got_if = suspicion(att, "relabel", validation=(Xv, yv), method="if")
+    np.testing.assert_allclose(got_if, want_if, rtol=1e-8, atol=1e-10)
+    got_rif = suspicion(att, "relabel", validation=(Xv, yv), method="rif")
+    np.testing.assert_allclose(got_rif, -relabel_deltas_dot(att, phi, "rif"), rtol=1e-8, atol=1e-10)
+    assert np.max(np.abs(got_rif - got_if)) > 1e-3 * np.max(np.abs(got_if))
