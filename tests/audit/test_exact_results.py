@@ -525,3 +525,23 @@ def test_sizes_stop_where_the_refit_keeps_a_residual(n):
         c = _cert(x[:, None], y, method)
         assert (c.lower, c.method, c.optimal, c.witness) == (n - 2, label, False, None), method
         assert c.details["k"] == n - 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_one_and_two_rows_skip_the_singular_pair(seed):
+    """A category held by two rows: removing both leaves the design singular (no refit), so
+    the exact maxima for one and two rows run over every other set only."""
+    rng = np.random.default_rng(50 + seed)
+    n = 12
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    pair = np.zeros(n)
+    pair[[0, 1]] = 1.0
+    y = 0.3 * x + 2.0 * pair + rng.normal(size=n)
+    X = np.column_stack([x, z, pair, np.ones(n)])
+    P = OLSProblem(X, y, np.array([1.0, 0.0, 0.0, 0.0]), weights=rng.uniform(0.5, 2.0, n))
+    assert P.removal([0, 1]) is None
+    tb = triangle_bounds(P, 2)
+    for k in (1, 2):
+        sets = [T for T in itertools.combinations(range(n), k) if P.removal(list(T)) is not None]
+        assert tb.exact_delta[k] == pytest.approx(max(P.removal(list(T))[0] for T in sets), rel=1e-9)
+        assert tb.exact_t[k] == pytest.approx(min(P.t_after(list(T)) for T in sets), rel=1e-9)
