@@ -545,3 +545,43 @@ def test_exact_one_and_two_rows_skip_the_singular_pair(seed):
         sets = [T for T in itertools.combinations(range(n), k) if P.removal(list(T)) is not None]
         assert tb.exact_delta[k] == pytest.approx(max(P.removal(list(T))[0] for T in sets), rel=1e-9)
         assert tb.exact_t[k] == pytest.approx(min(P.t_after(list(T)) for T in sets), rel=1e-9)
+
+
+def _tb(U, lam, exact_delta, exact_t=None):
+    from leaveout.audit.bounds import TriangleBounds
+    k = np.arange(1, len(U) + 1)
+    return TriangleBounds(k, np.asarray(U, float), np.asarray(lam, float), np.zeros(len(U)), np.ones(len(U)),
+                          exact_delta, exact_t or {})
+
+
+def test_triangle_certificates_at_their_edges():
+    """The certificate logic on given bounds: a bound equal to the margin, or lambda equal to
+    1, certifies nothing at that size (the definitions use strict inequalities)."""
+    m = 2.0
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 0.4], {1: m}).sign_certificate(m) == 1            # exact, = margin
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 0.4], {1: 1.0, 2: 1.5}).sign_certificate(m) == 4  # nothing reaches m
+    assert _tb([0.1, 0.1, m], [0.2, 0.3, 0.4], {1: 1.0, 2: 1.5}).sign_certificate(m) == 3    # U_3 = margin
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 1.0], {1: 1.0, 2: 1.5}).sign_certificate(m) == 3  # lambda_3 = 1
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 1.5], {1: 1.0, 2: 1.5}).sign_certificate(m) == 3
+    # size 3 reads its own U and lambda, not those of size 2 (which the exact values replace)
+    assert _tb([0.1, 5.0, 0.1], [0.2, 1.2, 0.4], {1: 1.0, 2: 1.5}).sign_certificate(m) == 4
+    assert _tb([0.1, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.9], {1: 0.0}).gamma(4) == pytest.approx(1 / 0.1)
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 1.0], {1: 0.0}).gamma(3) == np.inf
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 1.5], {1: 0.0}).gamma(3) == np.inf
+    assert _tb([0.1, 0.1, 0.1], [0.2, 0.3, 1.5], {1: 0.0}).gamma(2) == pytest.approx(1 / 0.7)
+
+
+def test_t_lower_and_significance_certificate_at_their_edges():
+    rng = np.random.default_rng(60)
+    n = 15
+    X = np.column_stack([rng.normal(size=n), np.ones(n)])
+    P = OLSProblem(X, 2.0 * X[:, 0] + rng.normal(size=n), np.array([1.0, 0.0]))
+    small = 0.1 * P.margin
+    ok = _tb([0.0, 0.0, small], [0.1, 0.2, 0.5], {1: 0.0, 2: 0.0}, {1: 5.0, 2: 4.0})
+    want = (P.margin - small) * np.sqrt(P.dof(3) * 0.5 / (P.rss * P.a2))
+    assert ok.t_lower(P, 3) == pytest.approx(want, rel=1e-12) and ok.t_lower(P, 1) == 5.0
+    for lam in (1.0, 1.5):                              # at or past the singularity: no bound
+        assert _tb([0.0, 0.0, small], [0.1, 0.2, lam], {1: 0.0, 2: 0.0}, {1: 5.0, 2: 4.0}).t_lower(P, 3) == -np.inf
+    assert _tb([0.0, 0.0, P.margin], [0.1, 0.2, 0.5], {1: 0.0, 2: 0.0}, {1: 5.0, 2: 4.0}).t_lower(P, 3) == -np.inf
+    assert ok.significance_certificate(P, 4.0) == 2     # t after two rows equals z: not certified
+    assert ok.significance_certificate(P, 3.9) == (3 if want <= 3.9 else 4)
