@@ -187,7 +187,6 @@ def bigm_mip(P, K, gamma, lower=1, time_limit=60.0):
     M = np.abs(R) + np.sqrt(P.h) * G
     margin = P.margin / scale * (1 - 1e-9)
     # variables: t (n, binary), u (n), g (d)
-    nv = 2 * n + d
     I = sparse.identity(n, format="csr")
     Z = sparse.csr_matrix((n, d))
     Dm = sparse.diags(M)

@@ -276,7 +276,7 @@ def _yardsticks(prob, metrics, n_subsets, loo_rows=100):
 
 def cmd_audit(args):
     from ..audit import audit
-    from ..metrics import Coefficient, Logit
+    from ..metrics import Logit
     from ..tables.files import is_table_path
     l2 = args.l2 if args.l2 is not None else (0.0 if is_table_path(args.data) else 1.0)
     if args.certify and (args.family != "squared" or l2 != 0):

@@ -220,7 +220,6 @@ def _with_ids(frame, column, arg):
 def _load_table(args) -> Problem:
     from ..attribution import Attribution
     from ..glm import GLM
-    from ..metrics import select_test_subset  # noqa: F401  (same import cost as the .npz path)
     from ..tables.files import read_table
     if args.test_index is not None:
         raise UserError("--test-index is for .npz data; with a table use --test, --test-rows or --test-fraction")
