@@ -1,0 +1,85 @@
+"""`leaveout check` against the protocol it stands in for: wall time and verdicts.
+
+For each dataset and penalty: the whole `leaveout check DATA --l2 L --penalty per_sample`
+command (load, fit, Theorem 3.1's constants over all pairs, the 30-set calibration with
+certified retrains, per-set diagnostics) and the whole `leaveout reproduce DATA --figure 1`
+(280 sets, certified retrains) at the same penalty, in this process, one after the other.
+Prints both times, their ratio (issue #23's goal: check <= 1/5 of the protocol) and, per
+metric and method, the calibration's verdict next to the same rule applied to the protocol's
+280 sets (median relative error <= 0.3, slope in [0.75, 1.33], Spearman >= 0.8).
+
+    python benchmarks/bench_check.py [--data-dir ../shared/datasets] [--datasets cifar_autotruck] [--l2 1e-3 1e-2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+
+from leaveout.cli import main as cli
+from leaveout.diagnostics.calibration import MAX_REL_ERR, MIN_SLOPE, MIN_SPEARMAN
+
+
+def reliable(row):
+    return (float(row["median_rel_error"]) <= MAX_REL_ERR and MIN_SLOPE <= float(row["slope"]) <= 1 / MIN_SLOPE
+            and float(row["spearman"]) >= MIN_SPEARMAN)
+
+
+def run(path, name, l2, out):
+    common = ["--l2", str(l2), "--penalty", "per_sample"]
+    buf = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(buf):
+        assert cli(["check", path, *common, "--json"]) == 0
+    t_check = time.perf_counter() - t0
+    report = json.loads(buf.getvalue())
+    folder = os.path.join(out, f"{name}-{l2:g}")
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli(["reproduce", path, "--figure", "1", "--out", folder, "--quiet", *common]) == 0
+    t_full = time.perf_counter() - t0
+    with open(os.path.join(folder, "summary.csv"), newline="") as fh:
+        full = {(r["metric"], r["method"]): r for r in csv.DictReader(fh)}
+    print(f"== {name}, l2 = {l2:g} per_sample: check {t_check:.1f} s, protocol {t_full:.1f} s, "
+          f"ratio {t_check / t_full:.2f} (goal <= 0.20)")
+    firm = agree = borderline = 0
+    for metric, stats in report["calibration"].items():
+        for method, s in stats.items():
+            f = full[(metric, method)]
+            if s["borderline"]:
+                borderline += 1
+                word = "borderline"
+            else:
+                firm += 1
+                agree += s["reliable"] == reliable(f)
+                word = "agrees" if s["reliable"] == reliable(f) else "DISAGREES"
+            print(f"  {metric:<10} {method:<4} check {s['median_rel_err']:.3f} / {s['slope']:.2f}  "
+                  f"protocol {float(f['median_rel_error']):.3f} / {float(f['slope']):.2f}  {word}")
+    print(f"  firm verdicts agreeing with the protocol: {agree} of {firm}; borderline {borderline}")
+    return t_check, t_full, agree, firm
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "datasets"))
+    ap.add_argument("--datasets", nargs="*", default=["cifar_autotruck"])
+    ap.add_argument("--l2", nargs="*", type=float, default=[1e-3, 1e-2])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        for name in args.datasets:
+            path = os.path.join(args.data_dir, f"{name}.npz")
+            if not os.path.isfile(path):
+                raise SystemExit(f"{path} not found (give --data-dir)")
+            for l2 in args.l2:
+                run(path, name, l2, out)
+
+
+if __name__ == "__main__":
+    main()
