@@ -15,7 +15,7 @@ dattri's benchmark: the first 5,000 MNIST training images, 500 test images, ``nn
   truth = certified refits; LOO correlation over ``--loo-rows`` random training rows (default
   100), truth = certified leave-one-out refits.
 
-When ``torch`` and ``dattri`` import (``pip install dattri torch``; never needed by the tests),
+When ``torch`` and ``dattri`` import (``pip install "leaveout[dattri]"``; never needed by the tests),
 dattri's estimators run on the same fitted weights, copied into ``nn.Linear(784, 10)`` (float32,
 dattri's default; the ten class logits are the sum-to-zero ones, so the probabilities agree to
 float32 rounding):
@@ -187,7 +187,7 @@ def main():
                         for j in range(len(te))])
         print(f"dattri explicit IF (damping 1e-3) vs leaveout IF, mean Pearson over test points: {corr:.4f}")
     elif not args.no_dattri:
-        print("dattri / torch not importable: their estimators are not run (pip install dattri torch)")
+        print("dattri / torch not importable: their estimators are not run (pip install \"leaveout[dattri]\")")
 
     res = lds(att, metric, n_subsets=args.subsets, methods=("if", "rif", "rif-group", "ns-group"),
               progress=True, scores=external)
