@@ -187,16 +187,20 @@ def _pairs_from_half(pc, factor, rows):
         b = hi - lo
         A[np.arange(b), np.arange(b)] = 0.0                   # i == j is not a pair
         # epsilon_ij = sw_i |r_j A_ij + s_j t_i| and epsilon_ji = sw_j |r_i A_ij + s_i t_j|
-        E = A * r[None, lo:]
+        E = A * r[None, lo:]                                   # one buffer per block, reused in place
         if pc.has_b:
             E += tb[lo:hi, None] * s[None, lo:]
             E[np.arange(b), np.arange(b)] = 0.0
-        eps = max(eps, float(np.max(np.abs(E) * sw[lo:hi, None], initial=0.0)))
-        E = A * r[lo:hi, None]
+        np.abs(E, out=E)
+        E *= sw[lo:hi, None]
+        eps = max(eps, float(E.max(initial=0.0)))
+        np.multiply(A, r[lo:hi, None], out=E)
         if pc.has_b:
             E += s[lo:hi, None] * tb[None, lo:]
             E[np.arange(b), np.arange(b)] = 0.0
-        eps = max(eps, float(np.max(np.abs(E) * sw[None, lo:], initial=0.0)))
+        np.abs(E, out=E)
+        E *= sw[None, lo:]
+        eps = max(eps, float(E.max(initial=0.0)))
         np.abs(A, out=A)
         A *= sw[lo:hi, None]
         A *= sw[None, lo:]
