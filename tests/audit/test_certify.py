@@ -515,3 +515,22 @@ def test_t_lower_and_the_certificate_at_their_edges():
     assert all(tb.t_lower(P, j) > 1.96 for j in tb.k)
     assert tb.significance_certificate(P, 1.96) == int(tb.k[-1]) + 1 == 5
     assert tb.sign_certificate(P.margin) == 5
+
+
+def test_flips_is_the_refit_crossing_the_threshold():
+    """OLSProblem.flips(T): the refit without T moves the quantity to the threshold or past it,
+    from lstsq refits here, for every set of up to two rows."""
+    rng = np.random.default_rng(70)
+    n = 10
+    X = np.column_stack([rng.standard_normal(n), np.ones(n)])
+    y = 0.3 * X[:, 0] + rng.standard_normal(n)
+    b0 = np.linalg.lstsq(X, y, rcond=None)[0][0]
+    P = OLSProblem(X, y, np.array([1.0, 0.0]))
+    seen = set()
+    for k in (1, 2):
+        for T in itertools.combinations(range(n), k):
+            keep = np.setdiff1d(np.arange(n), T)
+            b = np.linalg.lstsq(X[keep], y[keep], rcond=None)[0][0]
+            assert P.flips(list(T)) == bool(np.sign(b) != np.sign(b0)), T
+            seen.add(P.flips(list(T)))
+    assert seen == {True, False}

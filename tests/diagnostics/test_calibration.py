@@ -40,6 +40,10 @@ def test_ns_is_exact_on_squared_loss():
         assert ns["median_rel_err"] < 1e-7 and ns["reliable"]
     # every row's NS effect is the refit's, to the certified tolerance
     assert max(abs(r["ns"] - r["actual"]) for r in rows) < 1e-7 * max(abs(r["actual"]) for r in rows)
+    # the verdict names the largest set as a share of the n rows: 5 % of 120 rows is 6
+    assert max(r["k"] for r in rows) == 6
+    for name in ("coef", "pred"):
+        assert "on sets up to 5.0% of n" in verdicts[name] and verdicts[name].startswith(f"{name}: RIF ")
     # and the self-loss, quadratic in theta, too
     stats, _, _ = calibrate(att, {"self": SelfLoss()}, n_sets=6)
     assert stats["self"]["ns"]["slope"] == pytest.approx(1.0, abs=1e-7)
