@@ -398,3 +398,23 @@ def test_coefficient_bounds_and_the_intercept_aliases():
     assert Coefficient(2).value(m, m.theta_) == m.coef_[2]
     with pytest.raises(ValueError, match="0..2"):
         Coefficient(3).value(m, m.theta_)
+
+
+@pytest.mark.parametrize("family", ["logistic", "squared", "poisson"])
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_self_loss_scores_without_rows_equal_the_rows_quadratic_form(family, penalty):
+    """The closed forms of quad_scores (no (n, p) rows) against d_i^T H d_i of the explicit
+    IF and RIF rows, with zero-weight rows and several penalty shares."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(90, 4))
+    z = X @ np.array([0.8, -0.5, 0.3, 0.0])
+    y = {"logistic": (rng.random(90) < 1 / (1 + np.exp(-z))).astype(float),
+         "squared": z + rng.normal(size=90), "poisson": rng.poisson(np.exp(0.3 * z)).astype(float)}[family]
+    s = rng.choice([0.0, 1.0, 2.5], size=90, p=[0.2, 0.5, 0.3])
+    m = lo.GLM(family, l2=0.3 if penalty == "fixed" else 0.05, penalty=penalty, tol=1e-12).fit(X, y, sample_weight=s)
+    att = lo.Attribution(m)
+    H = att.hessian
+    for method, rows in (("if", att.influence()), ("rif", att.rescaled_influence())):
+        want = 0.5 * np.einsum("ij,jk,ik->i", rows, H, rows)
+        assert rel_err(att.scores(SelfLoss(), method), want) < 1e-9
+        assert np.all(att.scores(SelfLoss(), method)[s == 0] == 0)

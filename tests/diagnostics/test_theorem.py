@@ -196,3 +196,49 @@ def test_constants_in_the_dual_form_equal_the_primal_ones():
     a, b = theorem_constants(dual, f), theorem_constants(primal, f)
     np.testing.assert_allclose([a.C_ell, a.C_R, a.delta, a.epsilon, a.eta],
                                [b.C_ell, b.C_R, b.delta, b.epsilon, b.eta], rtol=1e-8)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_set_pairs_skips_only_sets_the_theorem_cannot_cover(penalty):
+    """A large set's pairs are skipped only when the pairs of its probed rows already put its
+    size threshold below its size; otherwise they equal the dense pair maxima."""
+    from leaveout.diagnostics.theorem import _Pieces, set_pairs
+    X, y = make_data(n=300, d=4, seed=11)
+    att = lo.Attribution(lo.GLM(l2=1.0, penalty=penalty).fit(X, y))
+    f = SelfLoss()
+    pc = _Pieces(att, f)
+    rng = np.random.default_rng(3)
+    skipped = kept = 0
+    for k in (2, 9, 20, 60, 150, 299):
+        for _ in range(4):
+            T = np.sort(rng.choice(300, k, replace=False))
+            exact = set_constants(att, f, T, pc)
+            found = set_pairs(pc, att.curvature.factor, T, exact.C_R, probe=8)
+            if found is None:
+                skipped += 1
+                assert k > exact.k_threshold
+            else:
+                kept += 1
+                assert found == pytest.approx((exact.delta, exact.epsilon), rel=1e-9)
+    assert skipped and kept
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_pairs_from_the_half_factor_equal_the_direct_pairs(penalty, monkeypatch):
+    """The folded-weight pair maxima (float64, float32 once large, and the fallback for a row
+    with no curvature but a gradient) against pair_maxima's direct products."""
+    from leaveout.diagnostics import theorem as th
+    X, y = make_data(n=150, d=5, seed=12)
+    att = lo.Attribution(lo.GLM(l2=0.3, penalty=penalty).fit(X, y))
+    pc = th._Pieces(att, TestLoss(*make_data(n=5, d=5, seed=13)))
+    factor = att.curvature.factor
+    for rows in (np.arange(150), np.sort(np.random.default_rng(0).choice(150, 40, replace=False))):
+        want = pc.pair_maxima(rows, rows)
+        assert th._pairs_from_half(pc, factor, rows) == pytest.approx(want, rel=1e-12)
+        monkeypatch.setattr(th, "_Z_BYTES", 0)                    # float32 products
+        assert th._pairs_from_half(pc, factor, rows) == pytest.approx(want, rel=1e-5)
+        monkeypatch.undo()
+    pc.sw = pc.sw.copy()
+    pc.sw[7] = 0.0                                               # w = 0 with r != 0: no r / sqrt(w)
+    rows = np.arange(150)
+    assert th._pairs_from_half(pc, factor, rows) == pytest.approx(pc.pair_maxima(rows, rows), rel=1e-12)

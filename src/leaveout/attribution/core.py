@@ -209,8 +209,10 @@ class Attribution:
             out = est.if_scores(Phi) if method == "if" else est.rif_scores(Phi)
             return self.to_frame(dict(enumerate(out.T))) if as_frame else out
         if metric.quadratic:
-            rows = self.influence() if method == "if" else self.rescaled_influence()
-            out = 0.5 * est.hess_quad(rows)
+            if not self.design.local:
+                raise ValueError(f"scores of a {type(metric).__name__} (a quadratic effect per row) need X in "
+                                 "memory or on disk, not a dask array; use a TestLoss or TestPrediction")
+            out = 0.5 * est.quad_scores(method)
         else:
             phi = np.asarray(metric.gradient(self.model, self.theta), dtype=np.float64)
             out = est.if_scores(phi) if method == "if" else est.rif_scores(phi)

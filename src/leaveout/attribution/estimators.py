@@ -162,6 +162,49 @@ class GLMEstimators:
             out[lo:lo + step] += self.w @ (XD * XD)
         return out if np.ndim(D) > 1 else float(out[0])
 
+    def quad_scores(self, method: str) -> np.ndarray:
+        """``d_i^T H d_i`` for every IF or RIF row ``d_i``, without forming the rows.
+
+        IF: ``g_i^T H^{-1} g_i = r_i^2 x_i^T H^{-1} x_i + 2 r_i s_i x_i^T H^{-1} b + s_i^2 b^T H^{-1} b``
+        from the leverages. RIF under "fixed": ``alpha_i^2 x_i^T H^{-1} x_i``. RIF under
+        "per_sample", ``d_i = alpha_i u_i + s_i t`` with ``u_i = (H - c M)^{-1} x_i``:
+        ``d^T (H - c M) d + c d^T M d``, the first term ``alpha^2 x^T u + 2 alpha s x^T t +
+        s^2 b^T t``, in chunks of rows (a solve per row, as the RIF rows; no (n, p) array)."""
+        if method == "if" or not self.per_sample:
+            a = self._x_hinv_x()
+            if method == "rif":
+                return self.rif_coef(np.arange(self.n_samples)) ** 2 * a
+            out = self.r ** 2 * a
+            if self.per_sample:
+                tb = self.curvature.solve(self.b)
+                out = out + 2 * self.r * self.s * self.design.matvec(tb) + self.s ** 2 * float(self.b @ tb)
+            return out
+        alpha = self.rif_coef(np.arange(self.n_samples))
+        out = np.empty(self.n_samples)
+        pen = self.objective.pen
+        for cv, sub in self.groups(np.arange(self.n_samples)):
+            Fc, t = self.curvature.shift(cv)
+            bt = float(self.b @ t)
+            for part in self._row_chunks(sub):
+                rows = np.asarray(self.design.dense_rows(part))
+                U = Fc.solve(rows.T)                                    # (p, k): u_i
+                al, sp = alpha[part], self.s[part]
+                xu, xt = np.einsum("ij,ji->i", rows, U), rows @ t
+                D = U.T * al[:, None] + sp[:, None] * t                 # the RIF rows of the chunk
+                out[part] = al ** 2 * xu + 2 * al * sp * xt + sp ** 2 * bt + cv * np.einsum("ij,ij->i", D * pen, D)
+        return out
+
+    def _x_hinv_x(self) -> np.ndarray:
+        """``x_i^T H^{-1} x_i`` for every row: the leverage over ``w_i``, and directly where
+        ``w_i = 0``."""
+        w = np.asarray(self.w, dtype=np.float64)
+        a = np.asarray(self.leverage, dtype=np.float64) / np.where(w > 0, w, 1.0)
+        flat = np.flatnonzero(w <= 0)
+        if flat.size:
+            rows = np.asarray(self.design.dense_rows(flat))
+            a[flat] = np.einsum("ij,ji->i", rows, self.curvature.solve(rows.T))
+        return a
+
     # ------------------------------------------------------------ leverages
     @property
     def leverage(self) -> np.ndarray:
@@ -412,6 +455,10 @@ class AbsorbedEstimators(GLMEstimators):
 
     def rif_leverage_of(self, idx) -> np.ndarray:
         return self.rif_leverage[np.asarray(idx)]
+
+    def quad_scores(self, method: str) -> np.ndarray:
+        # the leverages carry the absorbed part: from the rows themselves
+        return self.hess_quad(self.influence() if method == "if" else self.rescaled_influence())
 
     def ns_system(self, T, cache: bool = True):
         raise ValueError("the Newton system of a fixed-effects model is not exposed; use delta(T, 'ns')")

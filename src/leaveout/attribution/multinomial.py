@@ -73,6 +73,10 @@ class BlockEstimators(GLMEstimators):
         self.curvature = Curvature(factor, self.b, self.eigen_shifts, self.direct_ratio)
         self.blocks = {}      # c -> leverage blocks S_i of every sample under H - c M
 
+    def quad_scores(self, method: str) -> np.ndarray:
+        """``d_i^T H d_i`` of every IF or RIF row, from the rows themselves."""
+        return self.hess_quad(self.influence() if method == "if" else self.rescaled_influence())
+
     # ------------------------------------------------------------ E_i products
     @property
     def _p(self):

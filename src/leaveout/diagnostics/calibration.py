@@ -34,6 +34,8 @@ MAX_REL_ERR, MIN_SLOPE, MIN_SPEARMAN = 0.3, 0.75, 0.8
 BOOTSTRAP, SURE = 200, 0.9
 DEFAULT_FRACTIONS = (0.005, 0.02, 0.05)
 METHODS = ("if", "rif", "ns")
+#: largest X @ steps (n x 4 per set) computed at once for the training objective's effects
+_XD_BYTES = 1 << 28
 
 
 def _sets(att, metrics, n_sets, fractions, rng):
@@ -135,14 +137,23 @@ def calibrate(att, metrics: dict, n_sets: int = 30, fractions=DEFAULT_FRACTIONS,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         refits = att.retrain_many(Ts, skip_invalid=True, systems=systems)   # a set that empties a class gives None
-    rows = []
+    done = []
     for j, ((kind, T), refit) in enumerate(zip(sets, refits)):
         if refit is None or not refit.converged_:
             continue
         deltas = {"actual": refit.theta_ - att.theta, "if": att.delta(T, "if"), "rif": att.delta(T, "rif")}
         G, system = systems[j] if systems is not None else att.newton_system(T)
         deltas["ns"] = system.apply(G)
-        eff = att.effects_of(deltas, metrics)
+        done.append((kind, T, deltas, G))
+    XD = None
+    if (done and att.design.local and att.estimators.objective.n_blocks == 1
+            and 8 * att.design.n * 4 * len(done) <= _XD_BYTES
+            and any(getattr(f, "quadratic", False) for f in metrics.values())):
+        # the training objective's effects of every step of every set: one pass over X
+        XD = np.asarray(att.design.matvec(np.column_stack([d for _k, _T, ds, _G in done for d in ds.values()])))
+    rows = []
+    for i, (kind, T, deltas, G) in enumerate(done):
+        eff = att.effects_of(deltas, metrics, None if XD is None else XD[:, 4 * i:4 * i + 4])
         steps = {"G": G, "ns": deltas["ns"], "rif": deltas["rif"]}      # shared by the set's rows
         for name in metrics:
             row = {"kind": kind, "k": int(T.size), "T": T, "metric": name, "steps": steps}

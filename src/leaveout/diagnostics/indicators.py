@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .theorem import TheoremConstants, _Pieces, set_constants
+from .theorem import TheoremConstants, _Pieces, set_pairs
 
 __all__ = ["SetDiagnostics", "set_diagnostics", "set_diagnostics_many", "step_indicators", "ProtocolTrust", "DECREMENT_LIMIT", "CHANGE_LIMIT"]
 
@@ -64,6 +64,20 @@ def step_indicators(att, metric, T):
     return decrement, change, bool(not quadratic and (decrement > DECREMENT_LIMIT or change > CHANGE_LIMIT))
 
 
+def _set_part(att, pc, T):
+    """``(C_R, C_ell, delta, epsilon, threshold)`` of the rows of ``T``; delta, epsilon and the
+    threshold are NaN where a probe of T's pairs shows that the theorem cannot apply to T
+    (:func:`~leaveout.diagnostics.theorem.set_pairs`), so its bound is NaN there."""
+    C_R = float(np.max(1.0 / (1.0 - np.clip(pc.lev[T], None, 1 - 1e-16))))
+    C_ell = float(np.max(pc.grad_norms(T)))
+    found = set_pairs(pc, att.curvature.factor, T, C_R)
+    if found is None:
+        nan = float("nan")
+        return C_R, C_ell, nan, nan, nan
+    delta, eps = found
+    return C_R, C_ell, delta, eps, (1.0 / (2 * delta * C_R) if delta > 0 else float("inf"))
+
+
 def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDiagnostics:
     """:class:`SetDiagnostics` of removing ``T`` for ``metric`` (linear effects)."""
     T = np.sort(np.asarray(T))
@@ -72,7 +86,10 @@ def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDi
     ns = system.apply(G)
     rif = att.delta(T, "rif")
     gap = abs(float(phi @ (ns - rif)))
-    c = set_constants(att, metric, T, pieces if pieces is not None else _Pieces(att, metric))
+    pc = pieces if pieces is not None else _Pieces(att, metric)
+    C_R, C_ell, delta, eps, k_thr = _set_part(att, pc, T)
+    eta = float(np.max(pc.sw[T] * np.abs(pc.xf[T])))
+    c = TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
     bound = c.bound(T.size)
     applies = c.applies(T.size)
     decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
@@ -92,29 +109,21 @@ def set_diagnostics_many(att, metrics: dict, T, G, ns, rif, pieces: dict, global
     training rows' change are computed once; eta, the gap and the metric rows' change per
     metric. Returns metric name -> :class:`SetDiagnostics`."""
     T = np.sort(np.asarray(T))
-    from .theorem import _pairs_from_half
     first = pieces[next(iter(metrics))]
-    factor = att.curvature.factor
-    if T.size < 2:
-        delta = eps = 0.0
-    elif factor.half_solves:                    # A = Z^T Z with Z = L^{-1} X_T^T: half the solves
-        delta, eps = _pairs_from_half(first, factor, T)
-    else:
-        delta, eps = first.pair_maxima(T, T)
-    C_R = float(np.max(1.0 / (1.0 - np.clip(first.lev[T], None, 1 - 1e-16))))
-    C_ell = float(np.max(first.grad_norms(T)))
-    k_thr = 1.0 / (2 * delta * C_R) if delta > 0 else float("inf")
+    C_R, C_ell, delta, eps, k_thr = _set_part(att, first, T)
     decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
     train = float(np.max(np.abs(np.asarray(att.design.matvec(ns)))))
     quadratic = att.estimators.objective.loss.name == "squared"
     out = {}
     for name, metric in metrics.items():
-        phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
-        gap = abs(float(phi @ (ns - rif)))
+        gap = abs(float(pieces[name].phi @ (ns - rif)))
         eta = float(np.max(pieces[name].sw[T] * np.abs(pieces[name].xf[T])))
         c = TheoremConstants(C_ell, C_R, delta, eps, eta, k_thr, True, int(T.size))
         bound, applies = c.bound(T.size), c.applies(T.size)
-        rows = _metric_rows(att, metric)
+        pc = pieces[name]
+        if not hasattr(pc, "metric_rows"):
+            pc.metric_rows = _metric_rows(att, metric)       # built once, for every set
+        rows = pc.metric_rows
         test = float(np.max(np.abs(rows.matvec(ns)))) if rows is not None else 0.0
         outside = not quadratic and (decrement > DECREMENT_LIMIT or max(train, test) > CHANGE_LIMIT)
         g = None if global_constants is None else bool(global_constants[name].applies(T.size))

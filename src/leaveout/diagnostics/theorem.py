@@ -43,6 +43,8 @@ __all__ = ["TheoremConstants", "theorem_constants", "set_constants", "theorem_bo
 _BLOCK_BYTES = 1 << 26
 #: above this size Z = L^{-1} X^T is kept in float32
 _Z_BYTES = 1 << 25
+#: bytes of one block of pair products from Z (rows x remaining rows)
+_PAIR_BLOCK_BYTES = 1 << 24
 
 
 @dataclass
@@ -93,7 +95,7 @@ class _Pieces:
         self.tb = np.asarray(self.design.matvec(self.solve(self.b))) if self.has_b else np.zeros_like(self.w)
         self.bHb = float(self.b @ self.solve(self.b)) if self.has_b else 0.0
         self.lev = np.asarray(att.leverage, dtype=np.float64)
-        phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
+        self.phi = phi = np.asarray(metric.gradient(att.model, att.theta), dtype=np.float64)
         self.xf = np.asarray(self.design.matvec(self.solve(phi)))         # x_i^T H^{-1} grad f
 
     def grad_norms(self, idx):
@@ -151,12 +153,7 @@ def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000,
     if exact and factor.half_solves:
         delta, eps = _pairs_from_half(pc, factor, alive)
     else:
-        step = max(1, _BLOCK_BYTES // (8 * 4 * max(att.design.n, 1)))
-        delta = eps = 0.0
-        for lo in range(0, rows.size, step):
-            blk = rows[lo:lo + step]
-            d, e = pc.pair_maxima(blk, None if exact else rows)
-            delta, eps = max(delta, d), max(eps, e)
+        delta, eps = _pairs_blocks(pc, rows, None if exact else rows)
     lev = pc.lev[alive]
     C_R = float(np.max(1.0 / (1.0 - np.clip(lev, None, 1 - 1e-16))))
     C_ell = float(np.max(pc.grad_norms(alive)))
@@ -166,46 +163,82 @@ def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000,
 
 
 def _pairs_from_half(pc, factor, rows):
-    """``(delta, epsilon)`` over all pairs of ``rows`` from ``Z = L^{-1} X^T`` (H = L L^T):
-    ``A_ij = z_i^T z_j`` in blocks of the upper triangle (half the products), each block
-    giving both ``epsilon_ij`` and ``epsilon_ji``."""
+    """``(delta, epsilon)`` over all pairs of ``rows`` from ``Z = L^{-1} X^T`` (H = L L^T).
+
+    With ``y_i = sqrt(w_i) z_i`` the block ``D_ij = y_i^T y_j = delta_ij`` (signed) comes from
+    one product per block of the upper triangle, and both orientations of epsilon from it:
+    ``epsilon_ij = |D_ij rho_j + a_i s_j|`` with ``rho_j = r_j / sqrt(w_j)`` and
+    ``a_i = sqrt(w_i) t_i``. A row with ``w = 0`` but ``r != 0`` (curvature underflow) has
+    no finite ``rho``: then the pairs are visited without this shortcut."""
     m = rows.size
-    # Z is kept in float32 once it is large (its entries are used for maxima in a bound, where
-    # 1e-7 relative rounding does not matter), built a column block at a time
+    sw, r = pc.sw[rows], pc.r[rows]
+    if np.any((sw == 0) & (r != 0)):
+        return _pairs_blocks(pc, rows, rows)
+    # Y is kept in float32 once it is large (its entries are used for maxima in a bound, where
+    # 1e-7 relative rounding does not matter), built a block of rows at a time
     p = factor.L.shape[0]
-    small = 8 * p * m <= _Z_BYTES
-    Zt = np.empty((m, p), dtype=np.float64 if small else np.float32)     # rows z_i^T, contiguous
+    dt = np.float64 if 8 * p * m <= _Z_BYTES else np.float32
+    Y = np.empty((m, p), dtype=dt)                    # rows y_i^T, contiguous
     zstep = max(1, (1 << 23) // (8 * p))
     for lo in range(0, m, zstep):
-        Zt[lo:lo + zstep] = factor.half(pc.design.dense_rows(rows[lo:lo + zstep]).T).T
-    sw, r, s, tb = pc.sw[rows], pc.r[rows], pc.s[rows], pc.tb[rows]
-    step = max(1, (1 << 23) // (8 * max(m, 1)))
+        Y[lo:lo + zstep] = (factor.half(pc.design.dense_rows(rows[lo:lo + zstep]).T) * sw[lo:lo + zstep]).T
+    rho = np.divide(r, sw, out=np.zeros(m), where=sw > 0).astype(dt)
+    a, s = (sw * pc.tb[rows]).astype(dt), pc.s[rows].astype(dt)
+    step = max(1, _PAIR_BLOCK_BYTES // (Y.itemsize * max(m, 1)))
     delta = eps = 0.0
+    E = None
     for lo in range(0, m, step):
         hi = min(m, lo + step)
-        A = np.asarray(Zt[lo:hi] @ Zt[lo:].T, dtype=np.float64)       # (b, m - lo): pairs (i, j >= lo)
-        b = hi - lo
-        A[np.arange(b), np.arange(b)] = 0.0                   # i == j is not a pair
-        # epsilon_ij = sw_i |r_j A_ij + s_j t_i| and epsilon_ji = sw_j |r_i A_ij + s_i t_j|
-        E = A * r[None, lo:]                                   # one buffer per block, reused in place
-        if pc.has_b:
-            E += tb[lo:hi, None] * s[None, lo:]
-            E[np.arange(b), np.arange(b)] = 0.0
-        np.abs(E, out=E)
-        E *= sw[lo:hi, None]
-        eps = max(eps, float(E.max(initial=0.0)))
-        np.multiply(A, r[lo:hi, None], out=E)
-        if pc.has_b:
-            E += s[lo:hi, None] * tb[None, lo:]
-            E[np.arange(b), np.arange(b)] = 0.0
-        np.abs(E, out=E)
-        E *= sw[None, lo:]
-        eps = max(eps, float(E.max(initial=0.0)))
-        np.abs(A, out=A)
-        A *= sw[lo:hi, None]
-        A *= sw[None, lo:]
-        delta = max(delta, float(A.max(initial=0.0)))
+        diag = (np.arange(hi - lo), np.arange(hi - lo))
+        D = Y[lo:hi] @ Y[lo:].T                       # (b, m - lo): pairs (i, j >= lo)
+        D[diag] = 0.0                                 # i == j is not a pair
+        delta = max(delta, float(D.max()), -float(D.min()))
+        if E is None or E.shape != D.shape:
+            E = np.empty_like(D)
+        for rho_i, rho_j, a_i, s_j, a_j, s_i in ((None, rho[None, lo:], a[lo:hi, None], s[None, lo:], None, None),
+                                                 (rho[lo:hi, None], None, None, None, a[None, lo:], s[lo:hi, None])):
+            np.multiply(D, rho_j if rho_i is None else rho_i, out=E)
+            if pc.has_b:
+                E += a_i * s_j if rho_i is None else s_i * a_j
+                E[diag] = 0.0
+            eps = max(eps, float(E.max()), -float(E.min()))
     return delta, eps
+
+
+def _pairs_blocks(pc, rows, cols):
+    """``(delta, epsilon)`` over row blocks of ``rows`` against ``cols`` (None: every row)."""
+    step = max(1, _BLOCK_BYTES // (8 * 4 * max(pc.design.n, 1)))
+    delta = eps = 0.0
+    for lo in range(0, rows.size, step):
+        d, e = pc.pair_maxima(rows[lo:lo + step], cols)
+        delta, eps = max(delta, d), max(eps, e)
+    return delta, eps
+
+
+#: rows of a large set whose pairs are visited first (see :func:`set_pairs`)
+PROBE_ROWS = 64
+
+
+def set_pairs(pc, factor, T, C_R, probe: int = PROBE_ROWS):
+    """``(delta, epsilon)`` over the pairs of ``T``, or None when the set's size threshold
+    ``1 / (2 delta C_R)`` is certainly below ``|T|``.
+
+    The theorem applies to ``T`` only if ``delta_T <= 1 / (2 |T| C_R)``; the pairs among any
+    rows of T bound ``delta_T`` from below. For a set of more than ``probe`` rows the pairs of
+    its ``probe`` rows of largest leverage are visited first, and when they already exceed
+    that limit the set's constants are not needed (and not computed: ``O(|T|^2 p)`` work)."""
+    T = np.asarray(T)
+    if T.size < 2:
+        return 0.0, 0.0
+
+    def pairs(rows):
+        return _pairs_from_half(pc, factor, rows) if factor.half_solves else pc.pair_maxima(rows, rows)
+
+    if T.size > probe:
+        top = np.sort(T[np.argsort(-pc.lev[T], kind="stable")[:probe]])
+        if pairs(top)[0] > 1.0 / (2 * T.size * C_R):
+            return None
+    return pairs(T)
 
 
 def set_constants(att, metric, T, pieces=None) -> TheoremConstants:
