@@ -4,8 +4,7 @@ A budget of removal sets (default 30: at three sizes, half drawn at random and h
 rows with the largest IF scores, each metric and sign in turn, a random half of the top ``2k``
 as the paper's protocol draws its top sets) is retrained exactly; for each metric and
 estimator the predicted removal effects are compared with the refits: slope through the
-origin, Spearman correlation and
-median relative error.
+origin, Spearman correlation and median relative error.
 
 An estimator is called **reliable** for a metric when its median relative error is at most
 :data:`MAX_REL_ERR` (0.3), its slope lies in ``[MIN_SLOPE, 1 / MIN_SLOPE]`` (0.75 to 1.33) and
