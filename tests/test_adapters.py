@@ -188,3 +188,67 @@ def test_predict_proba_has_scikit_learns_shape():
     assert mine.predict_proba(X).shape == (100, 2)
     np.testing.assert_allclose(mine.predict_proba(X), est.predict_proba(X), atol=1e-6)
     assert list(mine.classes_) == list(est.classes_)
+
+
+def _softmax_fit(X, y, C, l2, steps=None):
+    """Weights in torch.nn.Linear's layout (C, d) and (C,) from scipy's L-BFGS on the full
+    (over-parametrised) softmax objective sum_i loss_i + l2 / 2 |W|^2 (bias unpenalised);
+    ``steps``: stop early after that many iterations."""
+    from scipy.optimize import minimize
+    n, d = X.shape
+    Y = np.eye(C)[y]
+
+    def f(v):
+        W, b = v[:C * d].reshape(C, d), v[C * d:]
+        Z = X @ W.T + b
+        Z -= Z.max(axis=1, keepdims=True)
+        P = np.exp(Z)
+        P /= P.sum(axis=1, keepdims=True)
+        loss = -np.sum(Y * np.log(P)) + 0.5 * l2 * np.sum(W ** 2)
+        G = P - Y
+        return loss, np.concatenate([(G.T @ X + l2 * W).ravel(), G.sum(axis=0)])
+
+    opts = {"maxiter": steps or 10000, "gtol": 1e-12, "ftol": 0.0}
+    v = minimize(f, np.zeros(C * d + C), jac=True, method="L-BFGS-B", options=opts).x
+    return v[:C * d].reshape(C, d), v[C * d:]
+
+
+def test_from_weights_maps_torch_layout_softmax_weights_to_the_same_optimum():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 4))
+    y = np.argmax(X @ rng.normal(size=(4, 3)) + rng.gumbel(size=(150, 3)), axis=1)
+    W, b = _softmax_fit(X, y, 3, l2=0.8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # an optimum already: nothing to say
+        att = lo.from_weights(X, y, W, b, family="multinomial", l2=0.8, tol=1e-12)
+    native = lo.GLM("multinomial", l2=0.8, tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(att.theta, native.theta_, rtol=1e-6, atol=1e-8)
+    Z = X @ W.T + b
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(att.model.predict_proba(X), P / P.sum(axis=1, keepdims=True), atol=1e-7)
+    # early-stopped weights: refined to the same optimum, with a warning that says how far
+    W5, b5 = _softmax_fit(X, y, 3, l2=0.8, steps=3)
+    with pytest.warns(UserWarning, match="not an optimum of this objective"):
+        early = lo.from_weights(X, y, W5, b5, family="multinomial", l2=0.8, tol=1e-12)
+    np.testing.assert_allclose(early.theta, native.theta_, rtol=1e-8, atol=1e-10)
+
+
+def test_from_weights_binary_layout_penalties_and_refusals():
+    X, y = data(seed=4)
+    native = lo.GLM(l2=0.05, penalty="per_sample", tol=1e-12).fit(X, y)
+    coef, icpt = native.coef_.reshape(1, -1), np.array([native.intercept_])       # nn.Linear(d, 1)
+    att = lo.from_weights(X, y, coef, icpt, l2=0.05, penalty="per_sample", tol=1e-12)
+    np.testing.assert_allclose(att.rescaled_influence(), lo.Attribution(native).rescaled_influence(), rtol=1e-8)
+    sep = (X[:, 0] > 0).astype(int)                      # separable: no unpenalised optimum
+    with pytest.raises(ValueError, match="separable"):
+        lo.from_weights(X, sep, np.ones(X.shape[1]), 0.0, l2=0.0)
+    with pytest.raises(ValueError, match="coef has 4 features, X has 5 columns"):
+        lo.from_weights(X, y, np.ones(4), 0.0, l2=1.0)
+    with pytest.raises(ValueError, match="classes= is for family='multinomial'"):
+        lo.from_weights(X, y, np.ones(5), 0.0, l2=1.0, classes=[0, 1])
+    with pytest.raises(ValueError, match="one entry per class"):
+        lo.from_weights(X, y % 3, np.ones((3, 5)), np.zeros(2), family="multinomial", l2=1.0)
+    with pytest.raises(ValueError, match="l2 must be one finite number"):
+        lo.from_weights(X, y, np.ones(5), 0.0, l2=-1.0)
+    with pytest.raises(ValueError, match="family='probit' is not supported"):
+        lo.from_weights(X, y, np.ones(5), 0.0, l2=1.0, family="probit")

@@ -12,7 +12,7 @@ protocol, the only layer that writes files); :mod:`leaveout.datasets`; :mod:`lea
 
 from . import metrics
 from ._version import __version__
-from .adapters import from_linearmodels, from_pyfixest, from_sklearn, from_statsmodels
+from .adapters import from_linearmodels, from_pyfixest, from_sklearn, from_statsmodels, from_weights
 from .attribution import Attribution
 from .audit import AuditResult, audit, summarize
 from .exceptions import (ConvergenceError, ConvergenceWarning, LeverageError, SingularHessianError,
@@ -29,6 +29,7 @@ __all__ = [
     "summarize",
     "metrics",
     "from_sklearn",
+    "from_weights",
     "from_statsmodels",
     "from_pyfixest",
     "from_linearmodels",
