@@ -1,10 +1,10 @@
 """Calibration with certified retrains: do IF, RIF and NS track the truth on this model?
 
 A budget of removal sets (default 30: at three sizes, half drawn at random and half from the
-rows with the largest IF scores, each metric and sign in turn, a random half of the top ``2k``
-as the paper's protocol draws its top sets) is retrained exactly; for each metric and
-estimator the predicted removal effects are compared with the refits: slope through the
-origin, Spearman correlation and median relative error.
+rows with the largest RIF scores, each metric and sign in turn, a random half of the top
+``2k`` as in the paper's protocol) is retrained exactly; for each metric and estimator the predicted removal
+effects are compared with the refits: slope through the origin, Spearman correlation and
+median relative error.
 
 An estimator is called **reliable** for a metric when its median relative error is at most
 :data:`MAX_REL_ERR` (0.3), its slope lies in ``[MIN_SLOPE, 1 / MIN_SLOPE]`` (0.75 to 1.33) and
@@ -40,14 +40,12 @@ _XD_BYTES = 1 << 28
 
 def _sets(att, metrics, n_sets, fractions, rng):
     """``[(kind, T)]``: per size, alternately random and top-scored, the top sets taking each
-    metric's IF scores in turn, with both signs (as the paper's strategies do; IF rather than
-    RIF scores, as :mod:`leaveout.experiments.removal` ranks: the sets are the protocol's kind,
-    and no per-row quadratic form is needed for the self-loss)."""
+    metric's RIF scores in turn, with both signs (as the paper's strategies do)."""
     alive = np.flatnonzero(np.asarray(att.estimators.objective.s) > 0)
     n = alive.size
     orders = []
     for metric in metrics.values():
-        scores = np.asarray(att.scores(metric, "if"))[alive]
+        scores = np.asarray(att.scores(metric, "rif"))[alive]
         orders += [alive[np.argsort(-scores)], alive[np.argsort(scores)]]
     per_size = max(2, n_sets // len(fractions))
     out, top = [], 0
