@@ -145,7 +145,8 @@ def test_public_api_is_unchanged():
         "UnreliableEstimateWarning",             # added by the trust report (#13)
         "summarize",                             # the coefficient table (#21)
         "FixedEffectsGLM", "IV2SLS",             # absorbed fixed effects, 2SLS (#24)
-        "from_pyfixest", "from_linearmodels"])
+        "from_pyfixest", "from_linearmodels",
+        "from_weights"])                         # weights trained elsewhere (#23)
     # the stable import paths that examples and users rely on
     from leaveout.experiment import ReproduceConfig, Runner  # noqa: F401
     from leaveout.losses import sum_to_zero_basis  # noqa: F401

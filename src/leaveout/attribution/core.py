@@ -20,7 +20,8 @@ from .. import _validation as v
 from ..exceptions import ConvergenceError, ConvergenceWarning, UnreliableEstimateWarning
 from ..metrics import Metric, SelfLoss
 from ..tables.ids import positions_of, resolve_rows
-from .estimators import AbsorbedEstimators, GLMEstimators
+from .absorbed import AbsorbedEstimators
+from .estimators import GLMEstimators
 from .multinomial import BlockEstimators
 from .refit import RefitEngine
 from .sketch import SketchedLeverage, sketch_leverage

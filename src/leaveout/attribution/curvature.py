@@ -59,13 +59,13 @@ class _DirectSystem(_Preconditioner):
 class _WoodburySystem:
     """``(B - U U^T)^{-1}`` from a factor of ``B`` and the |T| x |T| capacitance matrix."""
 
-    def __init__(self, base, U):
+    def __init__(self, base, U, V=None):
         self.base = base
         self.half = base.half_solves
         self.U = None if self.half else U         # only the non-half form needs U again
         k = U.shape[1]
         if self.half:
-            self.V = base.half(U)                 # L^{-1} U
+            self.V = base.half(U) if V is None else V     # L^{-1} U (V: given, from cached rows)
             K = np.eye(k) - self.V.T @ self.V
         else:
             self.V = base.solve(U)                # B^{-1} U
@@ -266,13 +266,47 @@ class Curvature:
         if self.eigen_shifts:
             self.base(C_min or 1e-300)
 
-    def downdate(self, U, C: float):
-        """A system with ``apply(Y) = (H - C M - U U^T)^{-1} Y``."""
+    def downdate(self, U, C: float, rows=None, scale=None):
+        """A system with ``apply(Y) = (H - C M - U U^T)^{-1} Y``; ``U``'s columns are the
+        design rows ``rows`` times ``scale`` (when given, their half solves come from the
+        cached rows of :meth:`prepare_rows`)."""
         if self.direct_ratio * U.shape[1] >= U.shape[0] and self.form == "primal":
             Hm = self.hessian - U @ U.T
             Hm[np.diag_indices_from(Hm)] -= C * self.pen
             return _DirectSystem(cholesky(Hm, "leave-T-out Hessian"))
-        return _WoodburySystem(self.base(C), U)
+        base = self.base(C)
+        V = None
+        if rows is not None and hasattr(base, "half_rows"):
+            R = base.half_rows(rows)
+            V = None if R is None else (R * scale[:, None]).T
+        return _WoodburySystem(base, U, V)
+
+    #: the largest (n, p) array of half-solved rows kept by :meth:`prepare_rows`
+    ROWS_BYTES = 1 << 28
+
+    def prepare_rows(self, design):
+        """Keep every row's half solve (primal form, X local, at most :attr:`ROWS_BYTES`):
+        under "fixed" ``L^{-1} x_i``; with shifted penalties the rows in the eigenbasis, which
+        give ``R_c^{-1} x_i`` for every shift c in ``O(p)``. Leverages, RIF leverages, the
+        theorem's pairs and every Newton system then need no solve per row."""
+        if self.form != "primal" or not design.local or 8 * design.n * design.p > self.ROWS_BYTES:
+            return
+        if self.eigen_shifts:
+            with self.lock:
+                if self._eig is None:
+                    self._eig = self.factor.shifts()
+            self._eig.rotate(design)
+        else:
+            self.factor.cache_rows(design)
+
+    def half_rows(self, c: float, idx):
+        """``(R_c^{-1} x_i)^T`` for rows ``idx``, ``R_c R_c^T = H - c M``, from the rows kept by
+        :meth:`prepare_rows`; None without them."""
+        if self._eig is not None and self._eig.W is not None:
+            return self._eig.factor(c).half_rows(idx)
+        if c == 0.0 and getattr(self.factor, "rows", None) is not None:
+            return self.factor.half_rows(idx)
+        return None
 
     def remembered(self, key: bytes, build):
         """The last system built for ``key``, or ``build()`` (then remembered): a retrain

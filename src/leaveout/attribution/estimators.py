@@ -68,6 +68,8 @@ class GLMEstimators:
     #: Newton-step bases from one shared eigendecomposition; H_{-T} factored directly once
     #: the Woodbury block reaches ``1 / direct_ratio`` of H's size
     eigen_shifts, direct_ratio = True, 1
+    #: a removal set's U is sqrt(w_i) x_i per row (its half solves can come from kept rows)
+    rows_downdate = True
 
     def __init__(self, model, form: str = "auto"):
         obj = model.objective_
@@ -117,7 +119,9 @@ class GLMEstimators:
         return out
 
     def prepare(self, threads: int = 1):
-        """Compute what concurrent workers share: the RIF leverages and the Newton-step bases."""
+        """Compute what concurrent workers share: every row's half solve (where it fits in
+        memory), the RIF leverages and the Newton-step bases."""
+        self.curvature.prepare_rows(self.design)
         self.rif_leverage  # noqa: B018
         self.curvature.keep_bases = threads + 1
         if self.per_sample:
@@ -184,14 +188,26 @@ class GLMEstimators:
         pen = self.objective.pen
         for cv, sub in self.groups(np.arange(self.n_samples)):
             Fc, t = self.curvature.shift(cv)
-            bt = float(self.b @ t)
+            bt, ptt = float(self.b @ t), float((t * pen) @ t)
+            xt = self.design.matvec(t)
+            eig = self.curvature.half_rows(cv, np.arange(0)) is not None and self.curvature.eigen_shifts
+            if eig:       # the kept rows in the eigenbasis: no solve per row
+                Rc = self.curvature.base(cv) if cv else self.curvature._eig.factor(0.0)
+                Qt = self.curvature._eig.Q.T @ t[:Rc.eig.Q.shape[0]]         # penalised part of t
             for part in self._row_chunks(sub):
-                rows = np.asarray(self.design.dense_rows(part))
-                U = Fc.solve(rows.T)                                    # (p, k): u_i
                 al, sp = alpha[part], self.s[part]
-                xu, xt = np.einsum("ij,ji->i", rows, U), rows @ t
-                D = U.T * al[:, None] + sp[:, None] * t                 # the RIF rows of the chunk
-                out[part] = al ** 2 * xu + 2 * al * sp * xt + sp ** 2 * bt + cv * np.einsum("ij,ij->i", D * pen, D)
+                if eig:
+                    V = Rc.half_rows(part)
+                    Pu = Rc.penalised_part(V)
+                    xu, puu, put = np.einsum("ij,ij->i", V, V), np.einsum("ij,ij->i", Pu, Pu), Pu @ Qt
+                else:
+                    rows = np.asarray(self.design.dense_rows(part))
+                    U = Fc.solve(rows.T)                                    # (p, k): u_i
+                    Pu = U.T * pen
+                    xu, puu, put = np.einsum("ij,ji->i", rows, U), np.einsum("ij,ij->i", Pu, Pu), Pu @ t
+                # d = alpha u + s t: d^T (H - c M) d + c |P d|^2
+                hc = al ** 2 * xu + 2 * al * sp * xt[part] + sp ** 2 * bt
+                out[part] = hc + cv * (al ** 2 * puu + 2 * al * sp * put + sp ** 2 * ptt)
         return out
 
     def _x_hinv_x(self) -> np.ndarray:
@@ -206,11 +222,24 @@ class GLMEstimators:
         return a
 
     # ------------------------------------------------------------ leverages
+    def _rows_quad(self, c):
+        """``x_i^T (H - c M)^{-1} x_i`` of every row from the kept half-solved rows (``O(n p)``),
+        or None without them."""
+        if self.curvature.half_rows(c, np.arange(0)) is None:
+            return None
+        out = np.empty(self.n_samples)
+        for part in self._row_chunks(np.arange(self.n_samples)):
+            V = self.curvature.half_rows(c, part)
+            out[part] = np.einsum("ij,ij->i", V, V)
+        return out
+
     @property
     def leverage(self) -> np.ndarray:
         """``h_i = w_i x_i^T H^{-1} x_i``, cached."""
         if not hasattr(self, "_leverage"):
-            self._leverage = self.design.keep(self.curvature.factor.leverage())
+            q = self._rows_quad(0.0) if self.design.local else None
+            lev = self.curvature.factor.leverage() if q is None else self.w * q
+            self._leverage = self.design.keep(lev)
         return self._leverage
 
     @property
@@ -219,7 +248,10 @@ class GLMEstimators:
         if not self.per_sample:
             return self.leverage
         if not hasattr(self, "_rif_lev"):
-            self._rif_lev = self.design.keep(self.by_share(lambda cv: self.curvature.shift(cv)[0].leverage()))
+            def part(cv):
+                q = self._rows_quad(cv) if self.design.local else None
+                return self.curvature.shift(cv)[0].leverage() if q is None else self.w * q
+            self._rif_lev = self.design.keep(self.by_share(part))
         return self._rif_lev
 
     def rif_leverage_of(self, idx) -> np.ndarray:
@@ -292,7 +324,10 @@ class GLMEstimators:
             if self._iterative(T):
                 return self.group_gradient(T), self._iterative_system(T)
             C = float(self.design.gather(self.c, T).sum())
-            return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C)
+            if not self.rows_downdate:              # U is not one scaled design row per sample
+                return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C)
+            scale = np.sqrt(self.design.gather(self.w, T))
+            return self.group_gradient(T), self.curvature.downdate(self.removed_factor(T), C, rows=T, scale=scale)
         return self.curvature.remembered(T.tobytes(), build) if cache else build()
 
     #: parameters from which a removal set of rank >= p is solved by conjugate gradients
@@ -425,71 +460,3 @@ class GLMEstimators:
             lin = 0.5 * (float(self.w @ XD[:, j] ** 2) + obj.lam * float((obj.pen * d) @ d))
             out.append((data + pen, lin))
         return out
-
-
-class AbsorbedEstimators(GLMEstimators):
-    """:class:`GLMEstimators` of a model with absorbed fixed effects
-    (:class:`~leaveout.glm.absorb.FixedEffectsGLM`), whose objective is the partialled
-    design ``X~`` at the fit. The coefficients' IF is that design's own; the absorbed factor
-    adds ``w_i / W_g(i)`` to each leverage (RIF) and ``[g(i) = g(j)] / W_g`` to the Woodbury
-    block of a set (NS), the Frisch-Waugh-Lovell identities of :mod:`leaveout.glm.absorb`.
-    A row alone in its group has leverage 1 and moves no coefficient: its RIF is 0."""
-
-    def __init__(self, model, form: str = "auto"):
-        super().__init__(model, "primal")
-        self.absorbed = model.absorbed_
-        self.absorbed_leverage = np.asarray(model.absorbed_leverage_, dtype=np.float64)
-        self.model_weights = model.absorbed_weights_
-
-    @property
-    def leverage(self) -> np.ndarray:
-        """``h_i = w_i x~_i^T H~^{-1} x~_i + w_i / W_g(i)``, cached."""
-        if not hasattr(self, "_leverage"):
-            self._leverage = np.asarray(self.curvature.factor.leverage()) + self.absorbed_leverage
-        return self._leverage
-
-    @property
-    def rif_leverage(self) -> np.ndarray:
-        # a singleton's own row is 0 in X~, so its IF is exactly 0: RIF 0 rather than 0 / 0
-        return np.where(self.absorbed_leverage >= _LEVERAGE_ONE, 0.0, self.leverage)
-
-    def rif_leverage_of(self, idx) -> np.ndarray:
-        return self.rif_leverage[np.asarray(idx)]
-
-    def quad_scores(self, method: str) -> np.ndarray:
-        # the leverages carry the absorbed part: from the rows themselves
-        return self.hess_quad(self.influence() if method == "if" else self.rescaled_influence())
-
-    def ns_system(self, T, cache: bool = True):
-        raise ValueError("the Newton system of a fixed-effects model is not exposed; use delta(T, 'ns')")
-
-    def _returning_leverage(self, idx, w):
-        # the group's part, w_i / W_g with W_g the group's weight in this fit; a row returning to
-        # an emptied group recreates it and moves nothing (infinite leverage: change 0)
-        W = self.absorbed.totals(np.asarray(self.model_weights))[self.absorbed.codes[idx]]
-        with np.errstate(divide="ignore"):
-            return np.where(W > 0, w / np.where(W > 0, W, 1.0), np.inf)
-
-    def ns_delta(self, T):
-        """NS: the coefficient part of ``H_{-T}^{-1} sum_{i in T} g_i`` in the full model.
-
-        Woodbury with the absorbed block: ``H~^{-1} X~_T^T (I - W_T K)^{-1} r_T``, ``K = X~_T
-        H~^{-1} X~_T^T + [g(i) = g(j)] / W_g``; where T empties a group (that block is then
-        singular, the group's level leaves the model) the Newton step's weighted least
-        squares on the kept rows, demeaned again."""
-        T = np.asarray(T, dtype=np.intp)
-        w, r = np.asarray(self.w), np.asarray(self.r)
-        kept_w = self.absorbed.totals(w) - self.absorbed.totals(np.bincount(T, weights=w[T], minlength=w.size))
-        if np.all(kept_w[self.absorbed.codes[T]] > 1e-12 * self.absorbed.totals(w)[self.absorbed.codes[T]]):
-            XT = np.asarray(self.design.dense_rows(T))
-            Q = np.asarray(self.curvature.solve(XT.T)).reshape(self.theta.size, T.size)
-            K = XT @ Q + self.absorbed.kernel(T, w)
-            u = np.linalg.solve(np.eye(T.size) - w[T][:, None] * K, r[T])
-            return Q @ u
-        wk = w.copy()
-        wk[T] = 0.0
-        t = np.divide(-r, w, out=np.zeros_like(r), where=w > 0)
-        X = np.asarray(self.design.dense_rows(np.arange(self.n_samples)))
-        Xt, tt = self.absorbed.demean(X, wk), self.absorbed.demean(t, wk)
-        A = Xt.T @ (wk[:, None] * Xt)
-        return np.linalg.solve(A, Xt.T @ (wk * tt))

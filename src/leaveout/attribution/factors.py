@@ -50,6 +50,23 @@ class PrimalFactor:
         """``L^{-1} B``, so that ``B^T H^{-1} B = half(B)^T half(B)``."""
         return la.solve_triangular(self.L, B, lower=True, check_finite=False)
 
+    #: every row's half solve, ``(L^{-1} x_i)^T`` as an (n, p) array, once :meth:`cache_rows` ran
+    rows = None
+
+    def cache_rows(self, design):
+        """Keep ``L^{-1} x_i`` of every row (one triangular solve of X, ``n p^2`` flops): the
+        leverages, the theorem's pairs and every Woodbury update at this factor then need
+        no solve of their own."""
+        if self.rows is None:
+            Z = np.empty((design.n, self.L.shape[0]))
+            for start, stop, blk in design.blocks():
+                Z[start:stop] = self.half(np.asarray(blk).T).T
+            self.rows = Z
+
+    def half_rows(self, idx):
+        """``(L^{-1} x_i)^T`` for rows ``idx`` from the cache, or None without one."""
+        return None if self.rows is None else self.rows[idx]
+
     def half_t(self, B):
         """``L^{-T} B`` (``H^{-1} B = half_t(half(B))``)."""
         return la.solve_triangular(self.L, B, lower=True, trans="T", check_finite=False)
@@ -62,6 +79,8 @@ class PrimalFactor:
         """``w_i a_i^T H^{-1} a_i`` for all rows, or rows ``idx`` (then a numpy array)."""
         if idx is not None:
             return self.design.gather(self.w, idx) * self._quad(self.design.dense_rows(idx))
+        if self.rows is not None:
+            return self.w * np.einsum("ij,ij->i", self.rows, self.rows)
         return self.w * self.design.quad_rows(self.L)
 
     def matrix(self):
@@ -109,6 +128,23 @@ class _EigenShifts:
         if intercept:
             self.Qh = self.Q.T @ h
 
+    #: ``Q^T x_i`` of every row's penalised part, (n, p - 1) or (n, p), once :meth:`rotate` ran
+    W = None
+
+    def rotate(self, design):
+        """Keep every row in the eigenbasis (one product with Q, ``n p^2`` flops): then the
+        half solve of a row under any shift costs ``O(p)`` (:meth:`_EigenShift.half_rows`)."""
+        if self.W is None:
+            q = self.Q.shape[0]
+            W = np.empty((design.n, q))
+            last = np.empty(design.n) if self.intercept else None
+            for start, stop, blk in design.blocks():
+                blk = np.asarray(blk)
+                W[start:stop] = blk[:, :q] @ self.Q
+                if self.intercept:
+                    last[start:stop] = blk[:, -1]
+            self.W, self.last = W, last
+
     def factor(self, c):
         return _EigenShift(self, float(c))
 
@@ -133,6 +169,26 @@ class _EigenShift:
 
     def _scale(self, Y):
         return self.isd[:, None] if Y.ndim == 2 else self.isd
+
+    def half_rows(self, idx):
+        """``(R^{-1} x_i)^T`` for rows ``idx`` (``O(p)`` each) from the rotated rows, or None
+        before :meth:`_EigenShifts.rotate`."""
+        eig = self.eig
+        if eig.W is None:
+            return None
+        V1 = eig.W[idx] * self.isd
+        if not eig.intercept:
+            return V1
+        return np.concatenate([V1, ((eig.last[idx] - V1 @ self.r) / self.rho)[:, None]], axis=1)
+
+    def penalised_part(self, V):
+        """``Q^T (P R^{-T} v)`` for rows ``v`` of ``V`` (half-solved rows, as :meth:`half_rows`
+        gives): the penalised coordinates of ``B^{-1} x`` in the eigenbasis, so that
+        ``x^T B^{-1} M B^{-1} x`` is their squared norm."""
+        if not self.eig.intercept:
+            return V * self.isd
+        u2 = V[:, -1] / self.rho
+        return (V[:, :-1] - np.multiply.outer(u2, self.r)) * self.isd
 
     def half(self, Y):
         """``R^{-1} Y``."""

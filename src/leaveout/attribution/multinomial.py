@@ -59,6 +59,7 @@ class BlockEstimators(GLMEstimators):
     """
 
     eigen_shifts, direct_ratio = False, 2
+    rows_downdate = False
 
     def _pieces(self, obj, form):
         if form not in ("auto", "primal"):

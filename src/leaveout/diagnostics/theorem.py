@@ -180,8 +180,12 @@ def _pairs_from_half(pc, factor, rows):
     dt = np.float64 if 8 * p * m <= _Z_BYTES else np.float32
     Y = np.empty((m, p), dtype=dt)                    # rows y_i^T, contiguous
     zstep = max(1, (1 << 23) // (8 * p))
+    curv = pc.att.curvature
     for lo in range(0, m, zstep):
-        Y[lo:lo + zstep] = (factor.half(pc.design.dense_rows(rows[lo:lo + zstep]).T) * sw[lo:lo + zstep]).T
+        blk = rows[lo:lo + zstep]
+        Z = curv.half_rows(0.0, blk)                  # kept rows (any square root of H will do)
+        Z = factor.half(pc.design.dense_rows(blk).T).T if Z is None else Z
+        Y[lo:lo + zstep] = Z * sw[lo:lo + zstep, None]
     rho = np.divide(r, sw, out=np.zeros(m), where=sw > 0).astype(dt)
     a, s = (sw * pc.tb[rows]).astype(dt), pc.s[rows].astype(dt)
     step = max(1, _PAIR_BLOCK_BYTES // (Y.itemsize * max(m, 1)))

@@ -315,6 +315,7 @@ class Runner:
         self.log(f"{prob.name}: n={n_rows} d={n_cols} l2={prob.l2:g} "
                  f"mean leverage {att.leverage.mean():.3f}; {len(sets) - len(todo)} of {len(sets)} sets done")
         if todo:
+            att.prepare(threads=self.jobs)   # shared by the constants and the workers: built once, here
             trust = ProtocolTrust(att, metrics)
             eta = {m: float(np.max(trust.pieces[m].sw * np.abs(trust.pieces[m].xf))) for m in trust.names}
             self.meta.setdefault("trust", {})[prob.name] = {**trust.constants.to_dict(), "eta": eta}
