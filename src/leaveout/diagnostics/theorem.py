@@ -220,7 +220,7 @@ def _pairs_blocks(pc, rows, cols):
 
 
 #: rows of a large set whose pairs are visited first (see :func:`set_pairs`)
-PROBE_ROWS = 64
+PROBE_ROWS = 16
 
 
 def set_pairs(pc, factor, T, C_R, probe: int = PROBE_ROWS):
