@@ -122,7 +122,14 @@ class Attribution:
 
     def prepare(self, threads: int = 1) -> "Attribution":
         """Compute now what ``threads`` concurrent workers share (RIF leverages, the bases of
-        Newton steps), so that no worker builds them mid-batch."""
+        Newton steps), so that no worker builds them mid-batch.
+
+        In the primal form with X in memory or on disk it also keeps every row's half solve,
+        an (n_samples, n_params) float64 array when that fits in
+        :attr:`Curvature.ROWS_BYTES <leaveout.attribution.curvature.Curvature.ROWS_BYTES>`
+        (256 MB): then leverages under any penalty shift, the self-loss scores and each
+        removal set's Woodbury block cost ``O(n_params)`` per row instead of a solve. ``check``
+        and ``reproduce`` call it; it pays off once several sets or leverages are needed."""
         self.estimators.prepare(threads)
         return self
 
