@@ -74,3 +74,28 @@ def test_rows_are_not_kept_past_the_memory_limit(monkeypatch):
     m, plain, kept = _pair("per_sample", True, False)
     assert kept.curvature.half_rows(0.0, np.arange(3)) is None
     assert rel_err(kept.rif_leverage, plain.rif_leverage) < 1e-12
+
+
+def test_prepare_leaves_multinomial_and_absorbed_models_as_they_were():
+    """Kept rows are for one response over the design's columns: a multinomial model keeps
+    none, and an absorbed fixed-effects model keeps its partialled rows; both estimate as
+    without prepare."""
+    from leaveout import FixedEffectsGLM
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(150, 4))
+    y = np.argmax(X @ rng.normal(size=(4, 3)) + rng.gumbel(size=(150, 3)), axis=1)
+    m = lo.GLM("multinomial", l2=0.5, tol=1e-12).fit(X, y)
+    plain, kept = lo.Attribution(m), lo.Attribution(m).prepare()
+    assert kept.curvature.half_rows(0.0, np.arange(3)) is None
+    T = np.array([1, 4, 9, 30])
+    for method in ("rif", "ns"):
+        assert rel_err(kept.delta(T, method), plain.delta(T, method)) < 1e-10
+    g = rng.integers(0, 12, 150)
+    yy = X[:, 0] + np.sin(g) + rng.normal(size=150)
+    fe = FixedEffectsGLM("squared", tol=1e-12).fit(X[:, 1:], yy, {"g": g})
+    plain, kept = lo.Attribution(fe), lo.Attribution(fe).prepare()
+    assert rel_err(kept.leverage, plain.leverage) < 1e-10
+    for method in ("rif", "ns"):
+        assert rel_err(kept.delta(T, method), plain.delta(T, method)) < 1e-10
+    from leaveout.metrics import Coefficient
+    assert rel_err(kept.scores(Coefficient(0), "rif"), plain.scores(Coefficient(0), "rif")) < 1e-10

@@ -289,7 +289,8 @@ class Curvature:
         under "fixed" ``L^{-1} x_i``; with shifted penalties the rows in the eigenbasis, which
         give ``R_c^{-1} x_i`` for every shift c in ``O(p)``. Leverages, RIF leverages, the
         theorem's pairs and every Newton system then need no solve per row."""
-        if self.form != "primal" or not design.local or 8 * design.n * design.p > self.ROWS_BYTES:
+        if (self.form != "primal" or not design.local or self.factor.L.shape[0] != design.p
+                or 8 * design.n * design.p > self.ROWS_BYTES):
             return
         if self.eigen_shifts:
             with self.lock:

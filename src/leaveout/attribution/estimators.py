@@ -68,7 +68,8 @@ class GLMEstimators:
     #: Newton-step bases from one shared eigendecomposition; H_{-T} factored directly once
     #: the Woodbury block reaches ``1 / direct_ratio`` of H's size
     eigen_shifts, direct_ratio = True, 1
-    #: a removal set's U is sqrt(w_i) x_i per row (its half solves can come from kept rows)
+    #: one response: H is over the design's columns, so every row's half solve can be kept,
+    #: and a removal set's U is sqrt(w_i) x_i per row (its half solves come from the kept rows)
     rows_downdate = True
 
     def __init__(self, model, form: str = "auto"):
@@ -121,7 +122,8 @@ class GLMEstimators:
     def prepare(self, threads: int = 1):
         """Compute what concurrent workers share: every row's half solve (where it fits in
         memory), the RIF leverages and the Newton-step bases."""
-        self.curvature.prepare_rows(self.design)
+        if self.rows_downdate:
+            self.curvature.prepare_rows(self.design)
         self.rif_leverage  # noqa: B018
         self.curvature.keep_bases = threads + 1
         if self.per_sample:
