@@ -242,3 +242,66 @@ def test_pairs_from_the_half_factor_equal_the_direct_pairs(penalty, monkeypatch)
     pc.sw[7] = 0.0                                               # w = 0 with r != 0: no r / sqrt(w)
     rows = np.arange(150)
     assert th._pairs_from_half(pc, factor, rows) == pytest.approx(pc.pair_maxima(rows, rows), rel=1e-12)
+
+
+
+@pytest.mark.parametrize("has_b", [False, True])
+@pytest.mark.parametrize("block", [1, 16])
+def test_pruned_pair_maxima_equal_brute_force(has_b, block, monkeypatch):
+    """The pruned pass (pairs skipped by their Cauchy-Schwarz bounds) against every pair,
+    written out: rows with heavy-tailed norms, nearly orthogonal, and a planted collinear pair
+    of middling norm (so the maxima are not among the largest rows), rho and a heavy-tailed."""
+    from leaveout.diagnostics import theorem as th
+    monkeypatch.setattr(th, "_PRUNE_BLOCK", block)
+    monkeypatch.setattr(th, "_PRUNE_SEED", 1)
+    rng = np.random.default_rng(5)
+    visited, real = [], th._block_maxima
+    monkeypatch.setattr(th, "_block_maxima", lambda Yi, Yj, *a: visited.append(Yi.shape[0] * Yj.shape[0]) or real(Yi, Yj, *a))
+    for trial in range(12):
+        m, p = 300, 200
+        Y = rng.normal(size=(m, p)) * np.exp(rng.normal(0, 0.5, size=(m, 1))) / np.sqrt(p)
+        i, j = rng.choice(m, 2, replace=False)
+        mid = np.argsort(np.linalg.norm(Y, axis=1))[m - 40 + 2 * trial]
+        Y[i] = Y[mid] * rng.uniform(0.9, 1.1)
+        Y[j] = -Y[mid] * rng.uniform(0.9, 1.1)
+        rho = rng.standard_t(2, size=m)
+        rho[i if Y[i] @ Y[i] > Y[j] @ Y[j] else j] *= 5 * (trial % 3)      # on the larger row only
+        k = np.argsort(-np.einsum("ij,ij->i", Y, Y))[1 + trial % 4]  # a row of large norm, so
+        rho[k] *= 100                                                 # epsilon's rows j come after it
+        a = rng.standard_t(2, size=m) * (0.1 if trial % 2 else 5.0) if has_b else np.zeros(m)
+        s_ = rng.uniform(0, 1, size=m) if has_b else np.zeros(m)
+        D = Y @ Y.T
+        np.fill_diagonal(D, 0)
+        E1, E2 = D * rho[None, :] + a[:, None] * s_[None, :], D * rho[:, None] + s_[:, None] * a[None, :]
+        np.fill_diagonal(E1, 0)
+        np.fill_diagonal(E2, 0)
+        want = (np.abs(D).max(), max(np.abs(E1).max(), np.abs(E2).max()))
+        visited.clear()
+        assert th._pruned(Y, rho, a, s_, has_b) == pytest.approx(want, rel=1e-12)
+        assert sum(visited) < 0.9 * m * m / 2                       # pairs were skipped
+
+
+@pytest.mark.parametrize("has_b", [False, True])
+def test_pruned_pairs_equal_every_pair(has_b, monkeypatch):
+    """Skipping pairs by their Cauchy-Schwarz bounds leaves the maxima unchanged: the pruned
+    pass against every pair of the same rows, on rows with heavy-tailed norms (a few rows of
+    large leverage, as in image embeddings), with and without a penalty share in the gradient."""
+    from leaveout.diagnostics import theorem as th
+    rng = np.random.default_rng(21)
+    X, y = make_data(n=600, d=6, seed=21)
+    X = X * np.exp(rng.normal(0, 1.0, size=(600, 1)))            # spread the row norms
+    att = lo.Attribution(lo.GLM(l2=0.5, penalty="per_sample" if has_b else "fixed").fit(X, y))
+    pc = th._Pieces(att, TestLoss(*make_data(n=5, d=6, seed=22)))
+    assert pc.has_b == has_b
+    factor = att.curvature.factor
+    rows = np.arange(600)
+    want = th._pairs_from_half(pc, factor, rows)                  # below _PRUNE_MIN: every pair
+    assert want == pytest.approx(pc.pair_maxima(rows, rows), rel=1e-12)
+    visited = []
+    real = th._block_maxima
+    monkeypatch.setattr(th, "_block_maxima", lambda Yi, Yj, *a: visited.append(Yi.shape[0] * Yj.shape[0]) or real(Yi, Yj, *a))
+    monkeypatch.setattr(th, "_PRUNE_MIN", 100)
+    monkeypatch.setattr(th, "_PRUNE_BLOCK", 16)
+    monkeypatch.setattr(th, "_PRUNE_SEED", 1)
+    assert th._pairs_from_half(pc, factor, rows) == pytest.approx(want, rel=1e-12)
+    assert sum(visited) < 0.5 * 600 * 600 / 2                     # and most pairs were skipped
