@@ -73,6 +73,18 @@ class InMemoryDesign(Design):
             return np.asarray((self.A.T @ self.A.multiply(w[:, None]).tocsr()).toarray())
         return super().gram(w)
 
+    def gram_approx(self, w: np.ndarray) -> np.ndarray:
+        """``A.T @ diag(w) @ A`` from float32 products (dense X; about 1e-7 relative error, half
+        the time of :meth:`gram`): for preconditioners, never for an answer."""
+        if self.sparse:
+            return self.gram(w)
+        G = np.zeros((self.p, self.p))
+        sw = np.sqrt(w)
+        for start, stop, blk in self.blocks():
+            B = (blk * sw[start:stop, None]).astype(np.float32)
+            G += B.T @ B
+        return G
+
     def weighted_gram(self, w: np.ndarray) -> np.ndarray:
         if self.sparse:
             return np.asarray((self.A.T @ self.A.multiply(w[:, None]).tocsr()).toarray())

@@ -218,6 +218,14 @@ class Objective:
         H[np.diag_indices_from(H)] += self.lam * self.pen
         return H
 
+    def approx_hessian_at(self, z) -> np.ndarray:
+        """The Hessian at ``z`` for a preconditioner: float32 products where X is dense in
+        memory (see :meth:`~leaveout.design.memory.InMemoryDesign.gram_approx`)."""
+        gram = getattr(self.design, "gram_approx", self.design.gram)
+        H = gram(self.weights_at(z))
+        H[np.diag_indices_from(H)] += self.lam * self.pen
+        return H
+
     def hessvec(self, w, v, cols=None):
         """Hessian-vector products given the curvature weights ``w`` (batch: per column)."""
         if not self.batch:

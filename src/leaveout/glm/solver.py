@@ -7,7 +7,9 @@ factor of a Hessian close to the current one: the Cholesky factor of a Hessian f
 earlier iterate, refreshed only when conjugate gradients stop converging quickly, or a
 preconditioner handed in by the caller (for a retrain, the leave-T-out Hessian at the
 full-data fit). Near the optimum the Hessian hardly moves, so each step costs a handful of
-passes over X instead of a fresh ``X^T W X``.
+passes over X instead of a fresh ``X^T W X``. Where X is dense in memory those Hessians are
+formed from float32 products (half the time): they steer the steps, while every gradient, the
+line search and the convergence test stay in float64.
 
 One entry point, :func:`newton_solve`, serves the fit, a retrain and a lockstep batch of
 retrains. A batch (an objective with weights of shape (n, k)) runs its k problems in
@@ -108,7 +110,7 @@ def _solve_one(obj, theta0, tol, max_iter, precond, max_cg) -> NewtonResult:
             # an objective may solve with H exactly without forming it (the multinomial start)
             M = getattr(obj, "structured_solver", lambda z: None)(z)
             if M is None:
-                L = cholesky(obj.hessian_at(z))
+                L = _factor(obj, z)
                 M = lambda r, L=L: cho_solve(L, r)  # noqa: E731
             n_hess += 1
             p = -M(g)
@@ -152,6 +154,20 @@ def _solve_one(obj, theta0, tol, max_iter, precond, max_cg) -> NewtonResult:
         g = obj.gradient_at(theta, z) if g_new is None else g_new
     rel = float(np.max(np.abs(g))) / scale
     return NewtonResult(theta, converged or rel <= tol, it, rel, n_hess, n_hv)
+
+
+def _factor(obj, z):
+    """Cholesky factor of the Hessian at ``z`` for a Newton direction or a preconditioner:
+    from float32 products where the objective offers them (each step's gradient and the final
+    certificate are exact, so this only changes how fast the steps converge), the exact
+    Hessian where that factor fails."""
+    approx = getattr(obj, "approx_hessian_at", None)
+    if approx is not None:
+        try:
+            return cholesky(approx(z))
+        except SingularHessianError:
+            pass
+    return cholesky(obj.hessian_at(z))
 
 
 def _pcg(hv, b, precond, rtol, maxiter):
