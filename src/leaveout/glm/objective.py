@@ -307,6 +307,9 @@ class SoftmaxObjective(Objective):
         """Curvature blocks ``s_i K_i``, shape (n, C-1, C-1)."""
         return self.s[:, None, None] * self.loss.curvature(self.y, z)
 
+    #: no float32 shortcut for the block Hessian (the solver then forms the exact one)
+    approx_hessian_at = None
+
     def hessian_at(self, z) -> np.ndarray:
         """The (m p, m p) Hessian: block (a, b) is ``A^T diag(s_i K_i[a, b]) A``."""
         K = self.weights_at(z)
