@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 __all__ = ["ExactResult", "binary_regressor", "no_intercept", "pairs_mip", "bigm_mip", "simple_regression"]
 
@@ -118,6 +117,7 @@ def no_intercept(x, y, s):
 
 
 def _solve(c, cons, integrality, bounds, time_limit):
+    from scipy.optimize import milp
     opts = {"time_limit": max(float(time_limit), 0.5), "disp": False}
     return milp(c, constraints=cons, integrality=integrality, bounds=bounds, options=opts)
 
@@ -139,6 +139,7 @@ def _read(res, n, K, lower, method):
 def pairs_mip(x, y, s, K, lower=1, time_limit=60.0, max_pairs=2_000_000):
     """Exact minimum for one regressor plus intercept (see the module docstring); None when
     the pair table would exceed ``max_pairs`` nonzero entries."""
+    from scipy.optimize import Bounds, LinearConstraint
     n = x.size
     sx, sy = np.std(x) or 1.0, np.std(y) or 1.0
     xs, ys = (x - x.mean()) / sx, (y - y.mean()) / sy
@@ -178,6 +179,7 @@ def pairs_mip(x, y, s, K, lower=1, time_limit=60.0, max_pairs=2_000_000):
 def bigm_mip(P, K, gamma, lower=1, time_limit=60.0):
     """The big-M MIP (module docstring) for at most K removals, with ``gamma`` bounding the
     whitened coefficient change over every ``|T| <= K``."""
+    from scipy.optimize import Bounds, LinearConstraint
     n, d = P.n, P.d
     if not np.isfinite(gamma):
         return None

@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 from scipy.special import gammaln
 
 from .se import se_calculator
@@ -124,6 +123,7 @@ def summarize(model, se: str | None = None, cluster=None, alpha: float = 0.05) -
     bse = np.array([calc.se(e) for e in np.eye(theta.size)])
     ratio = theta / bse
     use_t = calc.squared and se == "nonrobust"
+    from scipy import stats          # here, not at import: scipy.stats alone takes 0.5 s to load
     df_resid = calc.n - calc.p
     if use_t:
         pvalues = 2 * stats.t.sf(np.abs(ratio), df_resid)
