@@ -190,7 +190,7 @@ def _pairs_from_half(pc, factor, rows):
         blk = rows[lo:lo + zstep]
         Z = curv.half_rows(0.0, blk)                  # kept rows (any square root of H will do)
         Z = factor.half(pc.design.dense_rows(blk).T).T if Z is None else Z
-        Y[lo:lo + zstep] = Z * sw[lo:lo + zstep, None]
+        np.multiply(Z, sw[lo:lo + zstep, None], out=Y[lo:lo + zstep], casting="unsafe")
     rho = np.divide(r, sw, out=np.zeros(m), where=sw > 0).astype(dt)
     a, s = (sw * pc.tb[rows]).astype(dt), pc.s[rows].astype(dt)
     if m >= _PRUNE_MIN:
@@ -240,13 +240,13 @@ def _pruned(Y, rho, a, s, has_b):
     bound above the maxima so far (shrunk by :data:`_PRUNE_SLACK`)."""
     m = Y.shape[0]
     ny = np.sqrt(np.einsum("ij,ij->i", Y, Y, dtype=np.float64))
-    order = np.argsort(-ny, kind="stable")
-    Y, ny = Y[order], ny[order]
-    rho, a, s = rho[order], a[order], s[order]
+    order = np.argsort(-ny, kind="stable")        # rows are gathered in this order, not moved
+    ny, rho, a, s = ny[order], rho[order], a[order], s[order]
     nr = ny * np.abs(rho.astype(np.float64))           # |r_j z_j| (= |y_j| |rho_j|)
     aa, sa = np.abs(a.astype(np.float64)), s.astype(np.float64)
     seed = np.union1d(np.arange(min(_PRUNE_SEED, m)), np.argsort(-nr, kind="stable")[:_PRUNE_SEED])
-    delta, eps = _block_maxima(Y[seed], Y[seed], seed, seed, rho, a, s, has_b)
+    Ys = Y[order[seed]]
+    delta, eps = _block_maxima(Ys, Ys, seed, seed, rho, a, s, has_b)
     keep = 1.0 - _PRUNE_SLACK
     for lo in range(0, m, _PRUNE_BLOCK):
         hi = min(m, lo + _PRUNE_BLOCK)
@@ -258,7 +258,7 @@ def _pruned(Y, rho, a, s, has_b):
         j = lo + np.flatnonzero(need)
         if j.size == 0:
             continue
-        d, e = _block_maxima(Y[lo:hi], Y[j], np.arange(lo, hi), j, rho, a, s, has_b)
+        d, e = _block_maxima(Y[order[lo:hi]], Y[order[j]], np.arange(lo, hi), j, rho, a, s, has_b)
         delta, eps = max(delta, d), max(eps, e)
     return delta, eps
 
