@@ -3,6 +3,8 @@ a SingularHessianError that says what to do, never a silent pseudo-inverse."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.linalg as la
 
@@ -40,3 +42,43 @@ def cholesky_inplace(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
 def cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(L L^T)^{-1} b``."""
     return la.cho_solve((L, True), b, check_finite=False)
+
+
+_SEPARATE = None
+
+
+def _scipy_own_blas():
+    """threadpoolctl's controllers of a BLAS that scipy loaded apart from numpy's (the PyPI
+    wheels each bundle their own OpenBLAS), or ``[]`` where both use one library."""
+    global _SEPARATE
+    if _SEPARATE is None:
+        import os
+
+        import scipy
+        from threadpoolctl import ThreadpoolController
+        here = os.path.dirname(scipy.__file__)
+        own = (here + os.sep, here + ".libs" + os.sep)
+        blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        mine = [c for c in blas if os.path.realpath(c.filepath).startswith(own)]
+        _SEPARATE = mine if len(mine) < len(blas) else []
+    return _SEPARATE
+
+
+@contextmanager
+def small_lapack():
+    """Run scipy's LAPACK calls in this block on one thread; numpy's products keep theirs.
+
+    Where numpy and scipy each bundle their own OpenBLAS (the PyPI wheels), a scipy solve
+    right after a numpy product competes with numpy's BLAS threads, which still spin: on two
+    cores a triangular solve with a few right-hand sides then takes several times as long.
+    For stretches of many small solves between products (a calibration's Newton systems
+    and refits, the dual form's kernel solves); a no-op where both share one library."""
+    libs = _scipy_own_blas()
+    before = [c.num_threads for c in libs]
+    for c in libs:
+        c.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for c, k in zip(libs, before):
+            c.set_num_threads(k)

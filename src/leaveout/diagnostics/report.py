@@ -99,6 +99,12 @@ def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0
             "its constants do not apply to the multinomial family (per-row Hessians of rank C - 1, not one); "
             "the verdicts rest on the calibration"))
     att.prepare()          # every row's half solve, where it fits: leverages, pairs and systems share it
+    from .._linalg import small_lapack
+    with small_lapack():   # from here on: products and many small solves
+        return _diagnose(att, metrics, names, n_sets, fractions, seed, exact_limit)
+
+
+def _diagnose(att, metrics, names, n_sets, fractions, seed, exact_limit):
     base = theorem_constants(att, metrics[names[0]], exact_limit=exact_limit, seed=seed)
     pieces = {m: _Pieces(att, metrics[m]) for m in names}
     alive = np.asarray(att.estimators.objective.s) > 0
