@@ -124,7 +124,9 @@ class _EigenShifts:
             del H          # keep one (p, p) copy alive while the eigensolver runs
         else:
             F = np.asfortranarray(H)
-        self.ev, self.Q = la.eigh(F, overwrite_a=True, check_finite=False, driver="evr")
+        # numpy's (divide and conquer, its own BLAS threads): 0.19 s against scipy's evr 0.27 s
+        # at p = 1280 right after numpy's products
+        self.ev, self.Q = np.linalg.eigh(F)
         if intercept:
             self.Qh = self.Q.T @ h
 
