@@ -198,7 +198,7 @@ class Curvature:
         self.eigen_shifts = eigen_shifts and factor.kind == "primal"
         self.direct_ratio = direct_ratio
         self.keep_bases = 1       # Newton-step bases kept (one per worker thread)
-        self._shifted = {}        # c -> (solver of H - c M, t_c)
+        self._shifted = {}        # (c, by eigenbasis) -> (solver of H - c M, t_c)
         self._bases = {}          # C -> factor of H - C M
         self._eig = None          # primal form: eigendecomposition for every shift
         self._last = None         # (key, system) of the last removal set
@@ -231,17 +231,21 @@ class Curvature:
         """``(solver of H - c M, (H - c M)^{-1} b)`` for one sample's penalty share ``c``.
 
         In the primal form the solver refines on the full factor (no second p x p factor is
-        kept); the leverages of all samples use a transient explicit factor.
+        kept); the leverages of all samples use a transient explicit factor. After
+        :meth:`prepare_rows` (the shifts' eigendecomposition and every row in its basis) it
+        solves exactly instead, with two products by Q.
         """
         if c == 0.0:
             return self.factor, np.zeros_like(self.b)
         with self.lock:
-            hit = self._shifted.get(c)
+            eig = self._eig if self._eig is not None and self._eig.W is not None else None
+            key = (c, eig is not None)        # after prepare: exact solves by two products
+            hit = self._shifted.get(key)
         if hit is None:
-            Fc = self.factor.refined(c)
+            Fc = self.factor.refined(c) if eig is None else eig.factor(c)
             hit = (Fc, Fc.solve(self.b))
             with self.lock:
-                self._shifted[c] = hit
+                self._shifted[key] = hit
         return hit
 
     def base(self, C: float):

@@ -117,6 +117,7 @@ class _EigenShifts:
 
     def __init__(self, factor, intercept):
         self.intercept = intercept
+        self.w = factor.w
         H = factor.matrix()
         if intercept:
             h, self.eta = H[:-1, -1].copy(), float(H[-1, -1])
@@ -191,6 +192,14 @@ class _EigenShift:
             return V * self.isd
         u2 = V[:, -1] / self.rho
         return (V[:, :-1] - np.multiply.outer(u2, self.r)) * self.isd
+
+    def leverage(self, idx=None):
+        """``w_i x_i^T B_c^{-1} x_i`` for every row or rows ``idx``, from the rotated rows
+        (after :meth:`_EigenShifts.rotate`)."""
+        eig = self.eig
+        idx = np.arange(eig.W.shape[0]) if idx is None else np.asarray(idx)
+        V = self.half_rows(idx)
+        return np.asarray(eig.w)[idx] * np.einsum("ij,ij->i", V, V)
 
     def half(self, Y):
         """``R^{-1} Y``."""
