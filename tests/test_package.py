@@ -37,16 +37,3 @@ def test_label_errors_example_runs():
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
     assert "self-influence (IF)" in out and "test accuracy" in out
 
-
-def test_small_lapack_sets_only_scipys_own_blas_to_one_thread_and_restores_it():
-    import os
-
-    import numpy as np
-    from leaveout import _linalg
-    libs = _linalg._scipy_own_blas()
-    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
-    assert all(not os.path.realpath(c.filepath).startswith(os.path.join(numpy_dir, "numpy")) for c in libs)
-    before = [c.num_threads for c in libs]
-    with _linalg.small_lapack():
-        assert [c.num_threads for c in libs] == [1] * len(libs)
-    assert [c.num_threads for c in libs] == before

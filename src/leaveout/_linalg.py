@@ -19,11 +19,22 @@ def _check_diagonal(L, n, what):
         raise SingularHessianError(f"the {what} is numerically singular; {SINGULAR_HINT}")
 
 
+#: up to this size dense Cholesky factors come from numpy's LAPACK (see :func:`cholesky`)
+NUMPY_LAPACK_MAX = 4096
+
+
 def cholesky(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
-    """Lower Cholesky factor of ``H``; raise SingularHessianError when not positive definite."""
+    """Lower Cholesky factor of ``H``; raise SingularHessianError when not positive definite.
+
+    Up to :data:`NUMPY_LAPACK_MAX` rows by numpy: where numpy and scipy bundle separate
+    OpenBLAS builds, scipy's factor right after numpy's products (a Gram matrix) waits for
+    numpy's still-spinning BLAS threads, 2-3 times as long as numpy's own."""
     try:
-        L = la.cholesky(H, lower=True, check_finite=False)
-    except la.LinAlgError:
+        if H.shape[0] <= NUMPY_LAPACK_MAX:
+            L = np.linalg.cholesky(H)
+        else:
+            L = la.cholesky(H, lower=True, check_finite=False)
+    except (la.LinAlgError, np.linalg.LinAlgError):
         raise SingularHessianError(f"the {what} is singular or not positive definite; {SINGULAR_HINT}") from None
     _check_diagonal(L, H.shape[0], what)
     return L
@@ -32,10 +43,19 @@ def cholesky(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
 def cholesky_inplace(H: np.ndarray, what: str = "Hessian") -> np.ndarray:
     """Overwrite the lower triangle of the symmetric ``H`` with its Cholesky factor and keep
     ``H``'s strict upper triangle as it was (one array holds both)."""
-    L, info = la.lapack.dpotrf(H, lower=1, clean=0, overwrite_a=1)
-    if info != 0:
-        raise SingularHessianError(f"the {what} is singular or not positive definite; {SINGULAR_HINT}")
-    _check_diagonal(L, H.shape[0], what)
+    n = H.shape[0]
+    if n <= NUMPY_LAPACK_MAX:                 # numpy's LAPACK, as in :func:`cholesky`
+        try:
+            L = np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
+            raise SingularHessianError(f"the {what} is singular or not positive definite; {SINGULAR_HINT}") from None
+        np.copyto(H, L, where=np.tri(n, dtype=bool))
+        L = H
+    else:
+        L, info = la.lapack.dpotrf(H, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise SingularHessianError(f"the {what} is singular or not positive definite; {SINGULAR_HINT}")
+    _check_diagonal(L, n, what)
     return L
 
 

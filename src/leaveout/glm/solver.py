@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._linalg import SINGULAR_HINT, cho_solve, cholesky
+from .._linalg import SINGULAR_HINT, cho_solve, cholesky, small_lapack
 from ..exceptions import SingularHessianError
 
 __all__ = ["NewtonResult", "newton_solve"]
@@ -63,6 +63,11 @@ def newton_solve(obj, theta0, tol: float, max_iter: int, precond=None, max_cg=No
     -------
     NewtonResult, or a list of k NewtonResult for a batch.
     """
+    with small_lapack():      # the solves between products: scipy's LAPACK on one thread
+        return _newton_solve(obj, theta0, tol, max_iter, precond, max_cg)
+
+
+def _newton_solve(obj, theta0, tol, max_iter, precond, max_cg):
     if not obj.batch:
         return _solve_one(obj, theta0, tol, max_iter, precond, max_cg or 12)
     Theta, conv, n_iter, rel = _solve_lockstep(obj, theta0, tol, max_iter, precond, max_cg or 30)
