@@ -8,8 +8,9 @@ import pytest
 from scipy.stats import spearmanr
 
 import leaveout as lo
+from conftest import make_data
 from leaveout.diagnostics.calibration import _stats, calibrate
-from leaveout.metrics import Coefficient, SelfLoss, TestPrediction
+from leaveout.metrics import Coefficient, SelfLoss, TestLoss, TestPrediction
 
 
 def test_statistics_equal_lstsq_spearman_and_a_direct_median():
@@ -47,3 +48,18 @@ def test_ns_is_exact_on_squared_loss():
     # and the self-loss, quadratic in theta, too
     stats, _, _ = calibrate(att, {"self": SelfLoss()}, n_sets=6)
     assert stats["self"]["ns"]["slope"] == pytest.approx(1.0, abs=1e-7)
+
+
+def test_indicator_correlations_leave_out_the_gap_of_the_training_objective():
+    """The self-loss metric is the training objective, whose gradient is zero at the fit: its
+    gap |<grad f, NS - RIF>| is at the fit's tolerance (1e-5 of a test loss's here) and gets no
+    correlation; a test loss keeps its gap and its correlation."""
+    X, y = make_data(n=200, d=5, seed=31)
+    att = lo.Attribution(lo.GLM(l2=0.5).fit(X, y))
+    mets = {"self": SelfLoss(), "test": TestLoss(*make_data(n=6, d=5, seed=32))}
+    rep = att.diagnose(mets, n_sets=9)
+    gaps = {m: max(s["gap"] for s in rep.sets if s["metric"] == m) for m in mets}
+    assert gaps["self"] < 1e-5 * gaps["test"]
+    assert "gap" not in rep.indicator_spearman["self"]
+    assert "gap" in rep.indicator_spearman["test"]
+    assert "newton_decrement" in rep.indicator_spearman["self"]

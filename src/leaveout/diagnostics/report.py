@@ -124,19 +124,24 @@ def _diagnose(att, metrics, names, n_sets, fractions, seed, exact_limit):
             rec = {**d.to_dict(), "metric": r["metric"], "kind": r["kind"],
                    "ns_error": abs(r["ns"] - r["actual"]) / max(abs(r["actual"]), 1e-300)}
             sets.append(rec)
-        spearman = _indicator_spearman(sets, names)
+        spearman = _indicator_spearman(sets, names, metrics)
     return TrustReport(base, eta, stats, verdicts, sets, spearman)
 
 
-def _indicator_spearman(sets, names):
-    """Per metric: Spearman correlation of each per-set indicator with the actual NS error."""
+def _indicator_spearman(sets, names, metrics):
+    """Per metric: Spearman correlation of each per-set indicator with the actual NS error.
+
+    Not the gap ``|<grad f, NS - RIF>|`` of a metric whose gradient vanishes at the fit (the
+    training objective, ``quadratic``): it is rounding noise there, and so would be its
+    correlation."""
     from scipy.stats import spearmanr
     out = {}
     for m in names:
         mine = [s for s in sets if s["metric"] == m]
         err = np.array([s["ns_error"] for s in mine])
         out[m] = {}
-        for key in ("newton_decrement", "max_train_change", "max_metric_change", "gap"):
+        keys = ("newton_decrement", "max_train_change", "max_metric_change")
+        for key in keys + (() if getattr(metrics[m], "quadratic", False) else ("gap",)):
             x = np.array([s[key] for s in mine])
             ok = np.isfinite(x) & np.isfinite(err)
             if ok.sum() > 2 and np.ptp(x[ok]) > 0 and np.ptp(err[ok]) > 0:
