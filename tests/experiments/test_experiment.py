@@ -67,6 +67,8 @@ def test_end_to_end_writes_every_artefact(full_run):
     assert len(toy) == 35 and all(len(s["indices"]) == s["k"] for s in toy)
     report = open(os.path.join(out, "report.md")).read()
     assert "figure1.png" in report and "| toy | self-loss |" in report
+    # the indicators' table gives no correlation for the self-loss gap (zero gradient at the fit)
+    assert [ln.split("|")[-2].strip() for ln in report.splitlines() if ln.startswith("| self-loss |")] == ["n/a"]
 
 
 def test_rif_beats_if_on_the_end_to_end_run(full_run):
