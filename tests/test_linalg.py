@@ -42,3 +42,28 @@ def test_small_lapack_sets_only_scipys_own_blas_to_one_thread_and_restores_it():
     with _linalg.small_lapack():
         assert [c.num_threads for c in libs] == [1] * len(libs)
     assert [c.num_threads for c in libs] == before
+
+
+def test_small_lapack_nests_and_leaves_worker_threads_alone():
+    """Nested blocks restore the setting once, at the outermost exit; a block in a worker
+    thread changes nothing (OpenBLAS would not take the restored count from there)."""
+    import threading
+    libs = _linalg._scipy_own_blas()
+    before = [c.num_threads for c in libs]
+    with _linalg.small_lapack():
+        with _linalg.small_lapack():
+            pass
+        assert [c.num_threads for c in libs] == [1] * len(libs)      # the inner exit kept it
+    assert [c.num_threads for c in libs] == before
+    seen = []
+
+    def worker():
+        with _linalg.small_lapack():
+            seen.append([c.num_threads for c in libs])
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(10)
+    assert seen == [before] and [c.num_threads for c in libs] == before
+    wrapped = _linalg.with_small_lapack(lambda: [c.num_threads for c in libs])
+    assert wrapped() == [1] * len(libs) and [c.num_threads for c in libs] == before

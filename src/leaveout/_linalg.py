@@ -3,6 +3,8 @@ a SingularHessianError that says what to do, never a silent pseudo-inverse."""
 
 from __future__ import annotations
 
+import functools
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -84,6 +86,10 @@ def _scipy_own_blas():
     return _SEPARATE
 
 
+_DEPTH = 0
+_SAVED: list = []
+
+
 @contextmanager
 def small_lapack():
     """Run scipy's LAPACK calls in this block on one thread; numpy's products keep theirs.
@@ -91,14 +97,34 @@ def small_lapack():
     Where numpy and scipy each bundle their own OpenBLAS (the PyPI wheels), a scipy solve
     right after a numpy product competes with numpy's BLAS threads, which still spin: on two
     cores a triangular solve with a few right-hand sides then takes several times as long.
-    For stretches of many small solves between products (a calibration's Newton systems
-    and refits, the dual form's kernel solves); a no-op where both share one library."""
-    libs = _scipy_own_blas()
-    before = [c.num_threads for c in libs]
-    for c in libs:
-        c.set_num_threads(1)
+    For stretches of many small solves between products (Newton systems and refits, the
+    dual form's kernel solves); a no-op where both share one library.
+
+    Only the main thread changes the setting (OpenBLAS ignores a thread count raised from
+    another thread, so a worker could not restore it); nested blocks restore it once, when
+    the outermost one ends. In worker threads this is a no-op."""
+    global _DEPTH, _SAVED
+    libs = _scipy_own_blas() if threading.current_thread() is threading.main_thread() else []
+    if libs:
+        if _DEPTH == 0:
+            _SAVED = [c.num_threads for c in libs]
+            for c in libs:
+                c.set_num_threads(1)
+        _DEPTH += 1
     try:
         yield
     finally:
-        for c, k in zip(libs, before):
-            c.set_num_threads(k)
+        if libs:
+            _DEPTH -= 1
+            if _DEPTH == 0:
+                for c, k in zip(libs, _SAVED):
+                    c.set_num_threads(k)
+
+
+def with_small_lapack(method):
+    """Decorator: run ``method`` inside :func:`small_lapack`."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with small_lapack():
+            return method(*args, **kwargs)
+    return wrapper

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .. import _validation as v
+from .._linalg import with_small_lapack
 from ..exceptions import ConvergenceError, ConvergenceWarning, UnreliableEstimateWarning
 from ..metrics import Metric, SelfLoss
 from ..tables.ids import positions_of, resolve_rows
@@ -190,6 +191,7 @@ class Attribution:
         self._in_memory("rescaled_influence()")
         return self._rows_frame(self.estimators.rescaled_influence(), as_frame)
 
+    @with_small_lapack
     def scores(self, metric: Metric, method: str = "rif", as_frame: bool = False,
                per_point: bool = False) -> np.ndarray:
         """Linear effect on ``metric`` of removing each sample alone, shape (n_samples,).
@@ -268,6 +270,7 @@ class Attribution:
         :mod:`leaveout.tables.ids` for how the two are told apart)."""
         return v.check_indices(resolve_rows(T, self.row_ids, self.n_samples, "T"), self.n_samples, "T")
 
+    @with_small_lapack
     def delta(self, T, method: str = "rif") -> np.ndarray:
         """Estimated (or, for ``"retrain"``, exact) ``theta_{-T} - theta``, shape (n_params,).
 
@@ -288,12 +291,14 @@ class Attribution:
             return self.estimators.ns_delta(T)
         return _certified(self.retrain(T), T).theta_ - self.theta
 
+    @with_small_lapack
     def newton_system(self, T, cache: bool = True):
         """``(G, system)`` for removing ``T``: ``G = sum_{i in T} g_i`` and
         ``system.apply(Y) = H_{-T}^{-1} Y``, so ``system.apply(G)`` is the Newton step. Hand
         the pairs to :meth:`retrain_many` to reuse them as preconditioners."""
         return self.estimators.ns_system(self._check_T(T), cache=cache)
 
+    @with_small_lapack
     def retrain(self, T, tol=None, max_iter=None, init=None):
         """Exact refit without rows ``T``, warm-started from the Newton-step estimate.
 
@@ -310,6 +315,7 @@ class Attribution:
             return self.model.refit_without(self._check_T(T), tol=tol, max_iter=max_iter)
         return self.refits.retrain(self._check_T(T), tol=tol, max_iter=max_iter, init=init)
 
+    @with_small_lapack
     def retrain_many(self, Ts, tol=None, max_iter=None, systems=None, skip_invalid: bool = False):
         """Exact refits for several removal sets at once; same results as :meth:`retrain`.
 
@@ -358,6 +364,7 @@ class Attribution:
         return out
 
     # ------------------------------------------------------------ effects on metrics
+    @with_small_lapack
     def effect(self, T, metric: Metric, method: str = "rif", kind: str = "removal") -> float:
         """Effect on ``metric`` of removing ``T``, as predicted by ``method`` (or measured).
 
@@ -417,6 +424,7 @@ class Attribution:
                                   self.effect_of(deltas[k], metric, "linear")) for k in names}
         return out
 
+    @with_small_lapack
     def compare(self, T, metrics, methods=("if", "rif", "ns")) -> dict:
         """Every estimate next to the exact retrain for one removal set.
 
