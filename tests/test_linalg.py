@@ -30,6 +30,24 @@ def test_cholesky_paths_agree_and_refuse_alike(limit, monkeypatch):
             f(bad.copy())
 
 
+def test_cho_solve_takes_either_memory_order_and_reads_only_the_factor():
+    """A row-major factor goes to LAPACK as its transpose (no copy): the solves equal
+    ``solve(H, b)`` for numpy's factor, scipy's column-major one and the in-place array whose
+    upper triangle still holds H, with one and several right-hand sides."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(60, 12))
+    H = A.T @ A + 0.5 * np.eye(12)
+    B = rng.normal(size=(12, 3))
+    want = np.linalg.solve(H, B)
+    inplace = _linalg.cholesky_inplace(H.copy())
+    layouts = {"numpy (C order)": np.linalg.cholesky(H), "Fortran order": np.asfortranarray(np.linalg.cholesky(H)),
+               "in place, H above": inplace}
+    assert layouts["numpy (C order)"].flags.c_contiguous and np.any(np.triu(inplace, 1) != 0)
+    for name, L in layouts.items():
+        np.testing.assert_allclose(_linalg.cho_solve(L, B), want, rtol=1e-11, err_msg=name)
+        np.testing.assert_allclose(_linalg.cho_solve(L, B[:, 0]), want[:, 0], rtol=1e-11, err_msg=name)
+
+
 def test_small_lapack_sets_only_scipys_own_blas_to_one_thread_and_restores_it():
     import os
 
