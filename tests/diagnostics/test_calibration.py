@@ -63,3 +63,19 @@ def test_indicator_correlations_leave_out_the_gap_of_the_training_objective():
     assert "gap" not in rep.indicator_spearman["self"]
     assert "gap" in rep.indicator_spearman["test"]
     assert "newton_decrement" in rep.indicator_spearman["self"]
+
+
+def test_training_rows_change_under_ns_equals_a_direct_product():
+    """With the training objective among the metrics, each set's ``max |X ns|`` comes from the
+    calibration's one pass over X: it equals the product with the design done here, set by set,
+    in the trust report as in the calibration's steps."""
+    X, y = make_data(n=150, d=4, seed=41)
+    att = lo.Attribution(lo.GLM(l2=0.3).fit(X, y))
+    mets = {"self": SelfLoss(), "test": TestLoss(*make_data(n=5, d=4, seed=42))}
+    Xd = np.column_stack([X, np.ones(len(X))])
+    _, _, rows = calibrate(att, mets, n_sets=9)
+    want = [float(np.max(np.abs(Xd @ r["steps"]["ns"]))) for r in rows]
+    assert all(r["steps"]["train_change"] == pytest.approx(w, rel=1e-12) for r, w in zip(rows, want))
+    rep = att.diagnose(mets, n_sets=9)
+    assert [s["max_train_change"] for s in rep.sets] == pytest.approx(want, rel=1e-12)
+    assert len(set(np.round(want, 12))) > 3                 # sets of different sizes: not one number

@@ -155,6 +155,8 @@ def calibrate(att, metrics: dict, n_sets: int = 30, fractions=DEFAULT_FRACTIONS,
     for i, (kind, T, deltas, G) in enumerate(done):
         eff = att.effects_of(deltas, metrics, None if XD is None else XD[:, 4 * i:4 * i + 4])
         steps = {"G": G, "ns": deltas["ns"], "rif": deltas["rif"]}      # shared by the set's rows
+        if XD is not None:       # the training rows' change under NS, from the same pass over X
+            steps["train_change"] = float(np.max(np.abs(XD[:, 4 * i + list(deltas).index("ns")])))
         for name in metrics:
             row = {"kind": kind, "k": int(T.size), "T": T, "metric": name, "steps": steps}
             row.update({m: eff[name][m][0] for m in deltas})

@@ -103,16 +103,19 @@ def set_diagnostics(att, metric, T, global_constants=None, pieces=None) -> SetDi
                           (gap <= bound * (1 + 1e-9)) if applies else None, decrement, train, test, bool(outside))
 
 
-def set_diagnostics_many(att, metrics: dict, T, G, ns, rif, pieces: dict, global_constants: dict | None = None) -> dict:
+def set_diagnostics_many(att, metrics: dict, T, G, ns, rif, pieces: dict, global_constants: dict | None = None,
+                         train_change: float | None = None) -> dict:
     """:func:`set_diagnostics` of every metric for one set, from the set's gradient ``G`` and
     NS / RIF steps already computed: the set's constants (its pairs), the decrement and the
     training rows' change are computed once; eta, the gap and the metric rows' change per
-    metric. Returns metric name -> :class:`SetDiagnostics`."""
+    metric. ``train_change``: ``max |X ns|`` when the caller has it (a pass over X saved).
+    Returns metric name -> :class:`SetDiagnostics`."""
     T = np.sort(np.asarray(T))
     first = pieces[next(iter(metrics))]
     C_R, C_ell, delta, eps, k_thr = _set_part(att, first, T)
     decrement = float(np.sqrt(max(float(G @ ns), 0.0)))
-    train = float(np.max(np.abs(np.asarray(att.design.matvec(ns)))))
+    train = (float(np.max(np.abs(np.asarray(att.design.matvec(ns))))) if train_change is None
+             else float(train_change))
     quadratic = att.estimators.objective.loss.name == "squared"
     out = {}
     for name, metric in metrics.items():

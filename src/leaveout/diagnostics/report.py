@@ -119,7 +119,7 @@ def _diagnose(att, metrics, names, n_sets, fractions, seed, exact_limit):
             if key not in done:
                 st = r["steps"]
                 done[key] = set_diagnostics_many(att, metrics, r["T"], st["G"], st["ns"], st["rif"], pieces,
-                                                 base_by_metric)
+                                                 base_by_metric, st.get("train_change"))
             d = done[key][r["metric"]]
             rec = {**d.to_dict(), "metric": r["metric"], "kind": r["kind"],
                    "ns_error": abs(r["ns"] - r["actual"]) / max(abs(r["actual"]), 1e-300)}
