@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import scipy.linalg as la
 
 from .._linalg import cho_solve, cholesky
 from ..exceptions import SingularHessianError
@@ -78,7 +79,7 @@ class _WoodburySystem:
         # K^{-1} explicitly (K's eigenvalues lie in (0, 1]: it is as well conditioned as
         # H_{-T} is next to H), so that each apply is two products, not two triangular solves
         # through scipy, whose own BLAS threads contend with numpy's on every call
-        Li = np.linalg.inv(Lk)
+        Li = la.lapack.dtrtri(Lk, lower=1)[0]      # the triangle's own inverse: half of a general inv
         self.Kinv = Li.T @ Li
 
     def correct_half(self, Yh):
