@@ -79,3 +79,23 @@ def test_training_rows_change_under_ns_equals_a_direct_product():
     rep = att.diagnose(mets, n_sets=9)
     assert [s["max_train_change"] for s in rep.sets] == pytest.approx(want, rel=1e-12)
     assert len(set(np.round(want, 12))) > 3                 # sets of different sizes: not one number
+
+
+def test_bootstrap_rule_at_once_equals_the_rule_per_resample():
+    """The bootstrap's vectorised pass / fail equals :func:`_rule` applied to each resample,
+    with zero actual effects (left out of the median), all-zero resamples and slopes near
+    both ends of the window."""
+    from leaveout.diagnostics.calibration import _rule, _rule_many
+    rng = np.random.default_rng(5)
+    seen = set()
+    for scale in (0.7, 0.76, 1.0, 1.3, 1.4):
+        a = rng.standard_normal(25)
+        a[[2, 9]] = 0.0
+        p = scale * a * (1 + 0.3 * rng.standard_normal(25))
+        picks = rng.integers(0, 25, size=(300, 25))
+        picks[0] = 2                                   # a resample of one zero effect only
+        many = _rule_many(a[picks], p[picks])
+        loop = np.array([_rule(a[i], p[i])[2] for i in picks])
+        assert np.array_equal(many, loop)
+        seen.update(loop.tolist())
+    assert seen == {True, False}                        # both outcomes occur

@@ -81,6 +81,20 @@ def _rule(a, p):
     return slope, med, bool(med <= MAX_REL_ERR and MIN_SLOPE <= slope <= 1 / MIN_SLOPE)
 
 
+def _rule_many(A, P):
+    """:func:`_rule`'s pass / fail for each row of ``A`` and ``P`` (resamples of the sets) at once."""
+    aa = np.einsum("ij,ij->i", A, A)
+    slope = np.einsum("ij,ij->i", A, P) / np.where(aa > 0, aa, 1.0)
+    nz = A != 0
+    rel = np.where(nz, np.abs(P - A) / np.where(nz, np.abs(A), 1.0), np.nan)
+    some = nz.any(axis=1)
+    med = np.full(A.shape[0], np.nan)
+    if some.any():
+        med[some] = np.nanmedian(rel[some], axis=1)
+    with np.errstate(invalid="ignore"):
+        return (aa > 0) & (med <= MAX_REL_ERR) & (MIN_SLOPE <= slope) & (slope <= 1 / MIN_SLOPE)
+
+
 def _stats(actual, predicted, rng):
     from scipy.stats import spearmanr
     a, p = np.asarray(actual, float), np.asarray(predicted, float)
