@@ -124,3 +124,28 @@ def test_prepared_shift_solves_equal_the_refined_ones(icpt):
     assert rel_err(Fc.solve(A.T), np.linalg.solve(Hc, A.T)) < 1e-10
     T = np.array([1, 5, 8, 40, 77, 90])
     assert rel_err(kept.delta(T, "rif"), plain.delta(T, "rif")) < 1e-10
+
+
+@pytest.mark.parametrize("icpt", [True, False])
+def test_eigenbasis_quadratic_forms_equal_the_half_solved_rows(icpt):
+    """``quads`` (two products of the kept rows) against the half-solved rows it avoids forming:
+    ``|R_c^-1 x|^2``, ``|P B_c^-1 x|^2`` and ``(P B_c^-1 x)^T t``, for a slice and for indices,
+    at a shift c > 0, and against ``x^T (H - c M)^{-1} x`` from a dense solve."""
+    m, plain, kept = _pair("per_sample", icpt, False, seed=3)
+    eig = kept.curvature._eig
+    c = 0.7 * m.objective_.l2 * 2.0
+    F = eig.factor(c)
+    t = np.random.default_rng(4).normal(size=eig.Q.shape[0])
+    Qt = eig.Q.T @ t
+    A = m.objective_.design.dense_rows(np.arange(120))
+    pen = m.objective_.pen
+    dense = np.einsum("ij,ji->i", A, np.linalg.solve(plain.hessian - c * np.diag(pen), A.T))
+    for idx in (slice(10, 70), np.array([0, 5, 6, 50, 119])):
+        V = F.half_rows(np.arange(120)[idx])
+        Pu = F.penalised_part(V)
+        xu, puu, put = F.quads(idx, Qt)
+        assert rel_err(xu, np.einsum("ij,ij->i", V, V)) < 1e-12
+        assert rel_err(xu, dense[idx]) < 1e-10
+        assert rel_err(puu, np.einsum("ij,ij->i", Pu, Pu)) < 1e-10
+        assert rel_err(put, Pu @ Qt) < 1e-10
+        assert rel_err(F.quads(idx), xu) < 1e-14

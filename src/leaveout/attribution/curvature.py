@@ -317,6 +317,17 @@ class Curvature:
             return self.factor.half_rows(idx)
         return None
 
+    def row_quads(self, c: float, idx):
+        """``x_i^T (H - c M)^{-1} x_i`` for rows ``idx`` (a slice or indices) from the rows kept
+        by :meth:`prepare_rows`, without forming their half solves in the eigenbasis; None
+        without kept rows."""
+        if self._eig is not None and self._eig.W is not None:
+            return self._eig.factor(c).quads(idx)
+        if self.half_rows(c, np.arange(0)) is None:
+            return None
+        V = self.half_rows(c, np.arange(self.factor.design.n)[idx] if isinstance(idx, slice) else idx)
+        return np.einsum("ij,ij->i", V, V)
+
     def remembered(self, key: bytes, build):
         """The last system built for ``key``, or ``build()`` (then remembered): a retrain
         right after ``delta(T, "ns")`` reuses the Newton step's system as preconditioner."""

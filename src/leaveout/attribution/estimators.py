@@ -54,6 +54,13 @@ def _col(v, ndim):
     return v if ndim == 1 else v[:, None]
 
 
+def _as_slice(idx):
+    """A run of consecutive indices as a slice (rows read in place, not gathered), else ``idx``."""
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
 class GLMEstimators:
     """Per-sample pieces of a fitted single-response GLM and the IF / RIF / NS formulas.
 
@@ -198,10 +205,8 @@ class GLMEstimators:
                 Qt = self.curvature._eig.Q.T @ t[:Rc.eig.Q.shape[0]]         # penalised part of t
             for part in self._row_chunks(sub):
                 al, sp = alpha[part], self.s[part]
-                if eig:
-                    V = Rc.half_rows(part)
-                    Pu = Rc.penalised_part(V)
-                    xu, puu, put = np.einsum("ij,ij->i", V, V), np.einsum("ij,ij->i", Pu, Pu), Pu @ Qt
+                if eig:           # two products of the kept rows with a few columns each
+                    xu, puu, put = Rc.quads(_as_slice(part), Qt)
                 else:
                     rows = np.asarray(self.design.dense_rows(part))
                     U = Fc.solve(rows.T)                                    # (p, k): u_i
@@ -231,8 +236,7 @@ class GLMEstimators:
             return None
         out = np.empty(self.n_samples)
         for part in self._row_chunks(np.arange(self.n_samples)):
-            V = self.curvature.half_rows(c, part)
-            out[part] = np.einsum("ij,ij->i", V, V)
+            out[part] = self.curvature.row_quads(c, _as_slice(part))
         return out
 
     @property

@@ -193,6 +193,40 @@ class _EigenShift:
         u2 = V[:, -1] / self.rho
         return (V[:, :-1] - np.multiply.outer(u2, self.r)) * self.isd
 
+    def quads(self, idx, Qt=None):
+        """From the rotated rows ``idx`` (a slice or indices), without forming the half solves:
+        ``x_i^T B_c^{-1} x_i``, and with ``Qt`` (``Q^T`` times the penalised part of a vector
+        ``t``) also ``|P B_c^{-1} x_i|^2`` and ``(P B_c^{-1} x_i)^T t``.
+
+        With ``a = 1 / sqrt(ev - c)``, the rotated row ``W_i`` and (intercept) ``v_i = (x_i0 -
+        W_i (a r)) / rho``, ``u_i = v_i / rho``: ``x^T B^{-1} x = (W_i^2) a^2 + v_i^2``,
+        ``P B^{-1} x = Q (a^2 W_i - u_i a r)``; so two products of the rows with a few columns
+        (of ``W_i^2`` and of ``W_i``) give all three."""
+        eig, a = self.eig, self.isd
+        Wp = eig.W[idx]
+        a2 = a * a
+        sq_cols = [a2] if Qt is None else [a2, a2 * a2]
+        lin_cols = ([a * self.r] if eig.intercept else []) + ([] if Qt is None else
+                                                               ([a2 * a * self.r] if eig.intercept else []) + [a2 * Qt])
+        S = np.square(Wp)
+        sq = S @ np.column_stack(sq_cols)
+        del S
+        lin = Wp @ np.column_stack(lin_cols) if lin_cols else None
+        xu = sq[:, 0]
+        u = None
+        if eig.intercept:
+            v = (eig.last[idx] - lin[:, 0]) / self.rho
+            xu = xu + v * v
+            u = v / self.rho
+        if Qt is None:
+            return xu
+        puu, put = sq[:, 1], lin[:, -1]
+        if u is not None:
+            ra = self.r * a
+            puu = puu - 2 * u * lin[:, 1] + u * u * float(ra @ ra)
+            put = put - u * float(ra @ Qt)
+        return xu, puu, put
+
     def leverage(self, idx=None):
         """``w_i x_i^T B_c^{-1} x_i`` for every row or rows ``idx``, from the rotated rows
         (after :meth:`_EigenShifts.rotate`)."""
