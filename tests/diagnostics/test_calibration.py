@@ -99,3 +99,17 @@ def test_bootstrap_rule_at_once_equals_the_rule_per_resample():
         assert np.array_equal(many, loop)
         seen.update(loop.tolist())
     assert seen == {True, False}                        # both outcomes occur
+
+
+def test_confidence_is_the_share_of_resamples_passing_the_rule():
+    """``_stats``' confidence against the bootstrap done by hand with the same generator: the
+    share of 200 resamples of the sets on which :func:`_rule` passes."""
+    from leaveout.diagnostics.calibration import BOOTSTRAP, _rule
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(30)
+    p = 0.8 * a * (1 + 0.4 * rng.standard_normal(30))
+    out = _stats(a, p, np.random.default_rng(2))
+    picks = np.random.default_rng(2).integers(0, 30, size=(BOOTSTRAP, 30))
+    want = np.mean([_rule(a[i], p[i])[2] for i in picks])
+    assert 0.05 < want < 0.95                                  # neither all nor none pass
+    assert out["confidence"] == want
