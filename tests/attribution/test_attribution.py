@@ -418,3 +418,25 @@ def test_self_loss_scores_without_rows_equal_the_rows_quadratic_form(family, pen
         want = 0.5 * np.einsum("ij,jk,ik->i", rows, H, rows)
         assert rel_err(att.scores(SelfLoss(), method), want) < 1e-9
         assert np.all(att.scores(SelfLoss(), method)[s == 0] == 0)
+
+
+@pytest.mark.parametrize("penalty", ["fixed", "per_sample"])
+def test_effects_of_equals_effect_of_pair_by_pair(penalty):
+    """The batched effects (one metric gradient per call, one pass over X for the training
+    objective) against :meth:`effect_of` for every change and metric, and the linear effect
+    of a test loss against a finite difference of its value."""
+    X, y, s, m, att, _ = setup(penalty)
+    Xt, yt = make_data(n=8, d=6, seed=9)
+    metrics = {"loss": TestLoss(Xt, yt), "pred": TestPrediction(Xt[:3]), "coef": Coefficient(2), "self": SelfLoss()}
+    T = np.array([1, 4, 9, 30])
+    deltas = {"if": att.delta(T, "if"), "rif": att.delta(T, "rif"), "ns": att.delta(T, "ns")}
+    out = att.effects_of(deltas, metrics)
+    for name, f in metrics.items():
+        for k, d in deltas.items():
+            removal, linear = out[name][k]
+            assert removal == pytest.approx(att.effect_of(d, f, "removal"), rel=1e-12, abs=1e-15)
+            assert linear == pytest.approx(att.effect_of(d, f, "linear"), rel=1e-12, abs=1e-15)
+    d, h = deltas["rif"], 1e-6
+    fd = (metrics["loss"].value(m, m.theta_ + h * d) - metrics["loss"].value(m, m.theta_ - h * d)) / (2 * h)
+    assert out["loss"]["rif"][1] == pytest.approx(fd, rel=1e-6)
+    assert len({round(out["loss"][k][1], 12) for k in deltas}) == 3          # three different changes

@@ -419,9 +419,11 @@ class Attribution:
             if isinstance(metric, SelfLoss) and type(metric).value is SelfLoss.value and names:
                 pairs = self.estimators.self_loss_effects([deltas[k] for k in names], XD)
                 out[mname] = dict(zip(names, pairs))
-            else:
+            else:              # the metric's gradient at the fit once, for every change
+                g = None if metric.quadratic else np.asarray(metric.gradient(self.model, self.theta))
                 out[mname] = {k: (self.effect_of(deltas[k], metric, "removal"),
-                                  self.effect_of(deltas[k], metric, "linear")) for k in names}
+                                  self.effect_of(deltas[k], metric, "linear") if g is None
+                                  else float(g @ deltas[k])) for k in names}
         return out
 
     @with_small_lapack
