@@ -113,3 +113,27 @@ def test_confidence_is_the_share_of_resamples_passing_the_rule():
     want = np.mean([_rule(a[i], p[i])[2] for i in picks])
     assert 0.05 < want < 0.95                                  # neither all nor none pass
     assert out["confidence"] == want
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_calibration_estimates_equal_those_of_each_set_alone(prepared):
+    """The calibration's IF and RIF of all sets at once (one solve with many columns) against
+    ``delta`` set by set, under per_sample with several penalty shares in a set, with and
+    without the kept rows; and the effects built from them."""
+    X, y = make_data(n=160, d=5, seed=51)
+    s = np.random.default_rng(52).choice([1.0, 2.0, 3.0], size=160)
+    att = lo.Attribution(lo.GLM(l2=0.05, penalty="per_sample", tol=1e-12).fit(X, y, sample_weight=s))
+    if prepared:
+        att.prepare()
+    mets = {"test": TestLoss(*make_data(n=6, d=5, seed=53))}
+    sets = [("random", np.array([0, 3, 17, 40])), ("top", np.arange(20, 36)), ("random", np.array([5, 150]))]
+    Ts = [T for _k, T in sets]
+    rif = att.estimators.rif_deltas(Ts)
+    for j, T in enumerate(Ts):
+        assert len(set(s[T])) > 1 or T.size == 2
+        np.testing.assert_allclose(rif[:, j], att.delta(T, "rif"), rtol=1e-11, atol=1e-14)
+    _, _, rows = calibrate(att, mets, n_sets=9)
+    for r in rows:
+        for method in ("if", "rif"):
+            want = att.effect_of(att.delta(r["T"], method), mets["test"], "removal")
+            assert r[method] == pytest.approx(want, rel=1e-10, abs=1e-14)

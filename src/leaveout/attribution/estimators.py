@@ -321,6 +321,25 @@ class GLMEstimators:
             out += self.design.gather(self.s, sub).sum() * t
         return out
 
+    def rif_deltas(self, Ts):
+        """:meth:`rif_delta` of several sets, shape (n_params, len(Ts)): the solves of all sets
+        with one penalty share together (one product with many columns, not one per set)."""
+        out = np.zeros((self.theta.size, len(Ts)))
+        rhs, shares = {}, []
+        for j, T in enumerate(Ts):
+            alpha = self.rif_coef(T)
+            for cv, sub in self.groups(T):
+                rows = self.design.dense_rows(sub)
+                rhs.setdefault(cv, []).append((j, self.spread_sum(rows, alpha[np.searchsorted(T, sub)])))
+                shares.append((j, cv, float(self.design.gather(self.s, sub).sum())))
+        for cv, cols in rhs.items():
+            Y = self.curvature.shift(cv)[0].solve(np.column_stack([y for _j, y in cols]))
+            for i, (j, _y) in enumerate(cols):
+                out[:, j] += Y[:, i]
+        for j, cv, s_sum in shares:
+            out[:, j] += s_sum * self.curvature.shift(cv)[1]
+        return out
+
     def ns_system(self, T, cache: bool = True):
         """``(G, system)``: ``G = sum_{i in T} g_i`` and ``system.apply(Y) = H_{-T}^{-1} Y``
         (Woodbury on the factor of ``H - C_T M``); the last one is remembered."""

@@ -151,11 +151,17 @@ def calibrate(att, metrics: dict, n_sets: int = 30, fractions=DEFAULT_FRACTIONS,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         refits = att.retrain_many(Ts, skip_invalid=True, systems=systems)   # a set that empties a class gives None
+    batched = None
+    if systems is not None:          # IF and RIF of every set, their solves in a few products
+        batched = (att.curvature.solve(np.column_stack([G for G, _s in systems])),
+                   att.estimators.rif_deltas(Ts))
     done = []
     for j, ((kind, T), refit) in enumerate(zip(sets, refits)):
         if refit is None or not refit.converged_:
             continue
-        deltas = {"actual": refit.theta_ - att.theta, "if": att.delta(T, "if"), "rif": att.delta(T, "rif")}
+        deltas = {"actual": refit.theta_ - att.theta,
+                  "if": att.delta(T, "if") if batched is None else batched[0][:, j],
+                  "rif": att.delta(T, "rif") if batched is None else batched[1][:, j]}
         G, system = systems[j] if systems is not None else att.newton_system(T)
         deltas["ns"] = system.apply(G)
         done.append((kind, T, deltas, G))
