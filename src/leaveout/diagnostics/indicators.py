@@ -160,7 +160,8 @@ class ProtocolTrust:
         self.att, self.names = att, list(metrics)
         self.pieces = {m: _Pieces(att, metrics[m]) for m in self.names}
         self.phi = {m: np.asarray(metrics[m].gradient(att.model, att.theta), dtype=np.float64) for m in self.names}
-        self.constants = theorem_constants(att, metrics[self.names[0]], exact_limit=exact_limit)
+        self.constants = theorem_constants(att, metrics[self.names[0]], exact_limit=exact_limit,
+                                           pieces=self.pieces[self.names[0]])
 
     def row(self, T, G, ns, rif, max_change):
         from .theorem import TheoremConstants, _pairs_from_half

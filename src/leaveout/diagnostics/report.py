@@ -105,8 +105,8 @@ def diagnose(att, metrics, n_sets: int = 30, fractions=DEFAULT_FRACTIONS, seed=0
 
 
 def _diagnose(att, metrics, names, n_sets, fractions, seed, exact_limit):
-    base = theorem_constants(att, metrics[names[0]], exact_limit=exact_limit, seed=seed)
     pieces = {m: _Pieces(att, metrics[m]) for m in names}
+    base = theorem_constants(att, metrics[names[0]], exact_limit=exact_limit, seed=seed, pieces=pieces[names[0]])
     alive = np.asarray(att.estimators.objective.s) > 0
     eta = {m: float(np.max(pieces[m].sw[alive] * np.abs(pieces[m].xf[alive]))) for m in names}
     stats, verdicts, rows = calibrate(att, metrics, n_sets=n_sets, fractions=fractions, seed=seed)

@@ -130,7 +130,8 @@ class _Pieces:
         return float(D.max(initial=0.0)), float(E.max(initial=0.0))
 
 
-def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000, seed=0) -> TheoremConstants:
+def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000, seed=0,
+                      pieces=None) -> TheoremConstants:
     """The constants of Theorem 3.1 over all training rows (see the module docstring).
 
     Parameters
@@ -143,8 +144,10 @@ def theorem_constants(att, metric, exact_limit: int = 20000, sample: int = 2000,
     sample : int
         Otherwise, the maxima over all pairs among this many random rows (an estimate, below
         the true maxima).
+    pieces : optional
+        The metric's per-row pieces when the caller has built them (``_Pieces(att, metric)``).
     """
-    pc = _Pieces(att, metric)
+    pc = _Pieces(att, metric) if pieces is None else pieces
     alive = np.flatnonzero(pc.s > 0)
     n = alive.size
     exact = n <= exact_limit
