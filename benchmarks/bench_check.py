@@ -98,8 +98,8 @@ def run(path, name, l2, out, repeat=1):
     report = json.loads(out_check)
     with open(os.path.join(folder, "summary.csv"), newline="") as fh:
         full = {(r["metric"], r["method"]): r for r in csv.DictReader(fh)}
-    print(f"== {name}, l2 = {l2:g} per_sample: check {t_check:.1f} s, protocol {t_full:.1f} s, "
-          f"ratio {t_check / t_full:.2f} (goal <= 0.20)" + (f"; best of {repeat} runs each" if repeat > 1 else ""))
+    print(f"== {name}, l2 = {l2:g} per_sample: check {t_check:.2f} s, protocol {t_full:.2f} s, "
+          f"ratio {t_check / t_full:.3f} (goal <= 0.20)" + (f"; best of {repeat} runs each" if repeat > 1 else ""))
     for part, sec in {**parts_check, **parts_full}.items():
         print(f"  {part:<40} {sec:5.1f} s")
     shared = (parts_check["check: load and fit"] + parts_check["check: the constants over all pairs"]
